@@ -1,0 +1,303 @@
+"""ASDA: Adaptive Selection with Dual Alignment for referring image segmentation (ACM MM 2024).
+
+Pipeline (asda-spec.md §1-§6): CLIP ViT + CLIP text encoder -> adaptive selection of one low and one mid
+ViT layer per expression (AFS) -> sentence-gated top layer F_G and scale-wise aggregation (SFA) ->
+word-guided dual-branch aligner (WGDA) -> mask logits at 8x the ViT grid (208x208 for a 416 input).
+"""
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import CLIPModel, CLIPTextModel, CLIPVisionModel, PreTrainedModel
+from transformers.utils import ModelOutput, logging
+
+from .configuration_asda import ASDAConfig
+from .modeling_aligner import ALIGNERS
+from .modeling_fusion import ConcatFusion, ScaleWiseAggregator, SentenceVisualFusion
+from .modeling_loss import asda_mask_loss
+from .modeling_selection import AdaptiveFeatureSelection
+
+
+logger = logging.get_logger(__name__)
+
+# CLIP tensors ASDA never uses: the image-text logit scale, the pooled-CLS projection and its post-LN.
+UNUSED_CLIP_KEYS = ("logit_scale", "visual_projection.weight", "vision_model.post_layernorm.weight", "vision_model.post_layernorm.bias")
+
+
+@dataclass
+class ASDAOutput(ModelOutput):
+    """
+    Output of [`ASDAForReferringSegmentation`].
+
+    Args:
+        loss (`torch.FloatTensor` of shape `()`, *optional*, returned when `labels` are given):
+            focal_weight * focal + dice_weight * dice on the logits against the labels resized to the logits.
+        logits (`torch.FloatTensor` of shape `(batch_size, 1, 8 * grid, 8 * grid)`):
+            Mask logits in the letterboxed input frame (208x208 for a 416 input). Use
+            `ASDAProcessor.post_process_masks` to get masks at the original image size.
+        low_layer_index, mid_layer_index (`torch.LongTensor` of shape `(batch_size,)`, *optional*):
+            The 1-based ViT layer each sample used as F_L and F_M (None when `feature_selection="none"`).
+        low_selection_probs, mid_selection_probs (`torch.FloatTensor` of shape `(batch_size, num_candidates)`, *optional*):
+            Softmax of the selection network over the candidate layers (adaptive selection only).
+        coarse_features (`torch.FloatTensor` of shape `(batch_size, C, grid, grid)`, *optional*):
+            F_coarse, before any word-level interaction (paper Fig. 4). Returned with `output_feature_maps=True`.
+        fine_features (`torch.FloatTensor` of shape `(batch_size, C, grid, grid)`, *optional*):
+            F_fine, after the word cross-attention (paper Fig. 4; aligners "dual" and "single").
+        response_masks (`torch.FloatTensor` of shape `(batch_size, N_c, 8 * grid, 8 * grid)`, *optional*):
+            The activated response masks M' of the dual-branch aligner.
+        coefficients (`torch.FloatTensor` of shape `(batch_size, N_c)`, *optional*):
+            f_coef, the tanh coefficients that combine the response masks.
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    low_layer_index: torch.LongTensor | None = None
+    mid_layer_index: torch.LongTensor | None = None
+    low_selection_probs: torch.FloatTensor | None = None
+    mid_selection_probs: torch.FloatTensor | None = None
+    coarse_features: torch.FloatTensor | None = None
+    fine_features: torch.FloatTensor | None = None
+    response_masks: torch.FloatTensor | None = None
+    coefficients: torch.FloatTensor | None = None
+
+
+class ASDAPreTrainedModel(PreTrainedModel):
+    config_class = ASDAConfig
+    base_model_prefix = "asda"
+    main_input_name = "pixel_values"
+    input_modalities = ("image", "text")
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _no_split_modules = ["CLIPEncoderLayer", "LocalSelfAttentionLayer", "WordCrossAttentionLayer"]
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        # CLIP sub-models initialise themselves (transformers dispatches to their own _init_weights).
+        std = self.config.initializer_range
+        if isinstance(module, nn.Linear):
+            nn.init.trunc_normal_(module.weight, std=std)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, (nn.Conv1d, nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, (nn.BatchNorm2d, nn.LayerNorm)):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+            if isinstance(module, nn.BatchNorm2d):
+                nn.init.zeros_(module.running_mean)
+                nn.init.ones_(module.running_var)
+                nn.init.zeros_(module.num_batches_tracked)
+
+
+def resize_position_embeddings(table: torch.Tensor, grid_size: int) -> torch.Tensor:
+    """Resize a ViT position table (1 + g*g, D) to (1 + grid_size^2, D): class row kept, grid bilinear.
+
+    Done once when CLIP weights are loaded (as the published code does), never per forward pass.
+    """
+    class_row, grid = table[:1], table[1:]
+    old = int(round(grid.shape[0] ** 0.5))
+    if old * old != grid.shape[0]:
+        raise ValueError(f"position table with {grid.shape[0]} grid rows is not a square grid")
+    if old == grid_size:
+        return table.clone()
+    grid = grid.reshape(1, old, old, -1).permute(0, 3, 1, 2).float()
+    grid = F.interpolate(grid, size=(grid_size, grid_size), mode="bilinear", align_corners=False)
+    grid = grid.permute(0, 2, 3, 1).reshape(grid_size * grid_size, -1).to(table.dtype)
+    return torch.cat([class_row, grid], dim=0)
+
+
+class ASDAForReferringSegmentation(ASDAPreTrainedModel):
+    def __init__(self, config: ASDAConfig):
+        super().__init__(config)
+        vision_dim = config.vision_config.hidden_size
+        dim = config.projection_dim
+        self.text_model = CLIPTextModel._from_config(config.text_config)
+        self.vision_model = CLIPVisionModel._from_config(config.vision_config)
+        # Only per-layer hidden states are used; the pooled-CLS norm would be a dead parameter.
+        del self.vision_model.post_layernorm
+        self.text_projection = nn.Linear(config.text_config.hidden_size, dim, bias=False)
+
+        self.fusion = SentenceVisualFusion(vision_dim, dim)
+        if config.feature_selection == "adaptive":
+            self.feature_selection = AdaptiveFeatureSelection(config)
+        if config.feature_selection != "none":
+            if config.fusion == "sfa":
+                self.aggregator = ScaleWiseAggregator(vision_dim, dim, config.sfa_hidden_dim)
+            else:
+                self.aggregator = ConcatFusion(vision_dim, dim)
+        self.aligner = ALIGNERS[config.aligner](config)
+        self.post_init()
+
+    # ----------------------------------------------------------------------------------------- inputs
+    def _check_inputs(self, pixel_values, input_ids, attention_mask):
+        size = self.config.image_size
+        if not torch.is_tensor(pixel_values) or pixel_values.dim() != 4 or pixel_values.shape[1] != 3:
+            shape = tuple(pixel_values.shape) if torch.is_tensor(pixel_values) else type(pixel_values).__name__
+            raise ValueError(f"pixel_values must be a (batch, 3, {size}, {size}) tensor; got {shape}. Use ASDAProcessor.")
+        if tuple(pixel_values.shape[-2:]) != (size, size):
+            raise ValueError(
+                f"pixel_values are {tuple(pixel_values.shape[-2:])} but this model takes {size}x{size} letterboxed "
+                f"images; use ASDAProcessor(image_size={size})."
+            )
+        if not torch.is_tensor(input_ids) or input_ids.dim() != 2:
+            shape = tuple(input_ids.shape) if torch.is_tensor(input_ids) else type(input_ids).__name__
+            raise ValueError(f"input_ids must be a (batch, length) tensor; got {shape}.")
+        if input_ids.shape[0] != pixel_values.shape[0]:
+            raise ValueError(
+                f"got {pixel_values.shape[0]} images but {input_ids.shape[0]} expressions; each expression needs its image."
+            )
+        vocab = self.config.text_config.vocab_size
+        if input_ids.numel() and (input_ids.min() < 0 or input_ids.max() >= vocab):
+            raise ValueError(f"input_ids must lie in [0, {vocab}); got [{input_ids.min().item()}, {input_ids.max().item()}].")
+        eos = self.config.text_config.eos_token_id
+        has_eos = (input_ids == eos).any(dim=-1)
+        if not bool(has_eos.all()):
+            rows = torch.nonzero(~has_eos).flatten().tolist()
+            raise ValueError(f"input_ids rows {rows} contain no end-of-text token ({eos}); tokenize with ASDAProcessor.")
+        if attention_mask is not None:
+            if attention_mask.shape != input_ids.shape:
+                raise ValueError(f"attention_mask {tuple(attention_mask.shape)} must match input_ids {tuple(input_ids.shape)}.")
+            empty = attention_mask.sum(dim=-1) == 0
+            if bool(empty.any()):
+                raise ValueError(f"attention_mask rows {torch.nonzero(empty).flatten().tolist()} attend to no token.")
+
+    # --------------------------------------------------------------------------------------- encoders
+    def _vision_hidden_states(self, pixel_values: torch.Tensor) -> list[torch.Tensor]:
+        """[embeddings, layer 1, ..., layer N]: each (B, 1 + grid^2, D_v), class token first."""
+        vision = self.vision_model
+        hidden = vision.pre_layrnorm(vision.embeddings(pixel_values))
+        states = [hidden]
+        for layer in vision.encoder.layers:
+            hidden = layer(hidden, None)  # positional: gradient checkpointing needs the tensor as an arg
+            states.append(hidden)
+        return states
+
+    def _text_features(self, input_ids, attention_mask):
+        """f_T (B, L, C) word features after the text projection, and f_E (B, C), the EOT word's feature."""
+        hidden = self.text_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        words = self.text_projection(hidden)
+        eot = (input_ids == self.config.text_config.eos_token_id).int().argmax(dim=-1)
+        sentence = words[torch.arange(words.shape[0], device=words.device), eot]
+        return words, sentence
+
+    # ---------------------------------------------------------------------------------------- forward
+    def forward(
+        self,
+        pixel_values: torch.FloatTensor,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.LongTensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_feature_maps: bool = False,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> ASDAOutput | tuple:
+        r"""
+        Args:
+            pixel_values (`torch.FloatTensor` of shape `(batch_size, 3, image_size, image_size)`):
+                Letterboxed, CLIP-normalised images from [`ASDAProcessor`].
+            input_ids (`torch.LongTensor` of shape `(batch_size, max_text_length)`):
+                CLIP BPE ids `[SOT, ..., EOT, 0, ...]`; one expression per image.
+            attention_mask (`torch.LongTensor` of shape `(batch_size, max_text_length)`, *optional*):
+                1 for SOT..EOT, 0 for padding. Padding words are masked in every word attention.
+            labels (`torch.Tensor` of shape `(batch_size, H, W)` or `(batch_size, 1, H, W)`, *optional*):
+                Binary ground-truth masks in the letterboxed frame, at the input size or the logits size.
+            output_feature_maps (`bool`, defaults to `False`):
+                Also return F_coarse, F_fine, the response masks and the coefficients (paper Fig. 4).
+        """
+        if kwargs:
+            raise TypeError(f"ASDAForReferringSegmentation.forward got unexpected arguments {sorted(kwargs)}")
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        self._check_inputs(pixel_values, input_ids, attention_mask)
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+
+        states = self._vision_hidden_states(pixel_values)
+        words, sentence = self._text_features(input_ids, attention_mask)
+        batch, grid = pixel_values.shape[0], self.config.image_size // self.config.vision_config.patch_size
+
+        def to_map(hidden: torch.Tensor) -> torch.Tensor:
+            return hidden[:, 1:].transpose(1, 2).reshape(batch, hidden.shape[-1], grid, grid)
+
+        coarse = self.fusion(to_map(states[-1]), sentence)  # F_G
+        selection = {}
+        mode = self.config.feature_selection
+        if mode == "adaptive":
+            selection = self.feature_selection(
+                torch.stack([states[i] for i in self.config.low_candidate_layers], dim=1),
+                torch.stack([states[i] for i in self.config.mid_candidate_layers], dim=1),
+                sentence,
+            )
+            low, mid = selection.pop("low_features"), selection.pop("mid_features")
+        elif mode == "manual":
+            low_layer, mid_layer = self.config.manual_layers
+            low, mid = states[low_layer], states[mid_layer]
+            device = pixel_values.device
+            selection = {
+                "low_layer_index": torch.full((batch,), low_layer, dtype=torch.long, device=device),
+                "mid_layer_index": torch.full((batch,), mid_layer, dtype=torch.long, device=device),
+            }
+        if mode != "none":
+            coarse = self.aggregator(coarse, to_map(mid), to_map(low))  # F_coarse
+
+        head = self.aligner(coarse, words, attention_mask.bool())
+        logits = head["logits"]
+        loss = asda_mask_loss(logits, labels, self.config) if labels is not None else None
+
+        output = ASDAOutput(loss=loss, logits=logits, **selection)
+        if output_feature_maps:
+            output.coarse_features = coarse
+            output.fine_features = head.get("fine_features")
+            output.response_masks = head.get("response_masks")
+            output.coefficients = head.get("coefficients")
+        return output if return_dict else output.to_tuple()
+
+    # -------------------------------------------------------------------------------- CLIP weights
+    @classmethod
+    def from_clip(cls, clip_name_or_path: str, **config_overrides) -> "ASDAForReferringSegmentation":
+        """Build ASDA around a CLIPModel checkpoint (Hub id or local folder).
+
+        Every CLIP tensor ASDA uses is copied exactly; the vision position table is resized once to the
+        grid of `image_size`. The logit scale, the visual projection and the vision post-LN (pooled CLS
+        only) are not used by ASDA and are left out. `config_overrides` go to `ASDAConfig`.
+        """
+        clip = CLIPModel.from_pretrained(clip_name_or_path)
+        text_config = clip.config.text_config.to_dict()
+        if text_config.get("vocab_size") == 49408 and text_config.get("eos_token_id") != 49407:
+            # Older CLIP configs carry eos_token_id=2; the CLIP BPE end-of-text id is 49407.
+            text_config["eos_token_id"] = 49407
+        config_kwargs = dict(
+            text_config=text_config,
+            vision_config=clip.config.vision_config.to_dict(),
+            projection_dim=clip.config.projection_dim,
+        )
+        config_kwargs.update(config_overrides)
+        model = cls(ASDAConfig(**config_kwargs))
+
+        source = clip.state_dict()
+        target = model.state_dict()
+        grid = model.config.grid_size
+        missing = [key for key in source if key not in UNUSED_CLIP_KEYS and key not in target]
+        if missing:
+            raise ValueError(f"{clip_name_or_path} has CLIP tensors ASDA cannot place: {missing[:5]}")
+        with torch.no_grad():
+            for key, value in source.items():
+                if key in UNUSED_CLIP_KEYS:
+                    continue
+                if key == "vision_model.embeddings.position_embedding.weight":
+                    value = resize_position_embeddings(value, grid)
+                if target[key].shape != value.shape:
+                    raise ValueError(f"{key}: CLIP shape {tuple(value.shape)} does not fit ASDA {tuple(target[key].shape)}")
+                target[key].copy_(value)
+        logger.info(f"Copied {len(source) - len(UNUSED_CLIP_KEYS)} CLIP tensors from {clip_name_or_path}; position table -> {grid}x{grid}.")
+        model.config.clip_name_or_path = str(clip_name_or_path)
+        return model
+
+
+ASDAConfig.register_for_auto_class()
+ASDAForReferringSegmentation.register_for_auto_class("AutoModel")
+
+__all__ = ["ASDAForReferringSegmentation", "ASDAOutput", "ASDAPreTrainedModel", "resize_position_embeddings"]

@@ -1,0 +1,84 @@
+"""Adaptive Feature Selection (AFS, paper §3.3 eq. 1-3).
+
+Each expression picks its own low- and mid-level ViT layer: the class token of every candidate layer
+is projected to the joint space (Φ_T, shared), multiplied with the sentence feature f_E, and a small
+selection network Φ_as turns the concatenated scores into one probability per candidate.
+"""
+
+import torch
+from torch import nn
+
+
+class SelectionNetwork(nn.Module):
+    """Φ_as: scores (B, K, C) -> logits (B, K). The three variants of the paper's Table 5."""
+
+    def __init__(self, kind: str, num_candidates: int, dim: int, hidden_dim: int):
+        super().__init__()
+        self.kind = kind
+        if kind == "linear":
+            # The paper's choice: one linear layer over the concatenated score tokens.
+            self.net = nn.Linear(num_candidates * dim, num_candidates)
+        elif kind == "mlp":
+            self.net = nn.Sequential(
+                nn.Linear(num_candidates * dim, hidden_dim), nn.GELU(), nn.Linear(hidden_dim, num_candidates)
+            )
+        elif kind == "conv":
+            # Convolution along the candidate axis: neighbouring layers are compared with each other.
+            self.net = nn.Sequential(
+                nn.Conv1d(dim, hidden_dim, kernel_size=3, padding=1), nn.GELU(), nn.Conv1d(hidden_dim, 1, kernel_size=1)
+            )
+        else:
+            raise ValueError(f"Unknown selector {kind!r}; expected linear, mlp or conv.")
+
+    def forward(self, scores: torch.Tensor) -> torch.Tensor:
+        if self.kind == "conv":
+            return self.net(scores.transpose(1, 2)).squeeze(1)
+        return self.net(scores.flatten(1))
+
+
+class AdaptiveFeatureSelection(nn.Module):
+    """Selects one low- and one mid-level layer per sample.
+
+    `selection` decides how the argmax is differentiated:
+      - "hard": argmax only (published code). Φ_T and Φ_as get no gradient and stay at their init.
+      - "straight_through": the forward pass uses exactly the argmax layer; the backward pass uses the
+        softmax gradient, so the selector learns which layer lowers the mask loss.
+      - "soft": a probability-weighted mix of the candidate layers (forward and backward).
+    """
+
+    def __init__(self, config):
+        super().__init__()
+        vision_dim = config.vision_config.hidden_size
+        dim = config.projection_dim
+        self.selection = config.selection
+        self.register_buffer("low_layers", torch.tensor(config.low_candidate_layers), persistent=False)
+        self.register_buffer("mid_layers", torch.tensor(config.mid_candidate_layers), persistent=False)
+        self.class_token_proj = nn.Linear(vision_dim, dim)  # Φ_T, shared by both candidate sets
+        self.low_selector = SelectionNetwork(config.selector, len(config.low_candidate_layers), dim, config.selector_hidden_dim)
+        self.mid_selector = SelectionNetwork(config.selector, len(config.mid_candidate_layers), dim, config.selector_hidden_dim)
+
+    def _select(self, selector: SelectionNetwork, candidates: torch.Tensor, sentence: torch.Tensor):
+        # candidates: (B, K, 1 + HW, D) hidden states of the candidate layers; sentence: (B, C)
+        scores = sentence.unsqueeze(1) * self.class_token_proj(candidates[:, :, 0])  # eq. 1: (B, K, C)
+        probs = selector(scores).float().softmax(dim=-1).to(candidates.dtype)
+        index = probs.argmax(dim=-1)
+        if self.selection == "soft":
+            selected = torch.einsum("bk,bknd->bnd", probs, candidates)
+        else:
+            selected = candidates[torch.arange(candidates.shape[0], device=candidates.device), index]
+            if self.selection == "straight_through":
+                # Adds exactly zero to the forward value but carries d(loss)/d(probs) to the selector.
+                selected = selected + torch.einsum("bk,bknd->bnd", probs - probs.detach(), candidates)
+        return selected, index, probs
+
+    def forward(self, low_candidates: torch.Tensor, mid_candidates: torch.Tensor, sentence: torch.Tensor):
+        low, low_index, low_probs = self._select(self.low_selector, low_candidates, sentence)
+        mid, mid_index, mid_probs = self._select(self.mid_selector, mid_candidates, sentence)
+        return {
+            "low_features": low,
+            "mid_features": mid,
+            "low_layer_index": self.low_layers[low_index],
+            "mid_layer_index": self.mid_layers[mid_index],
+            "low_selection_probs": low_probs,
+            "mid_selection_probs": mid_probs,
+        }
