@@ -167,10 +167,18 @@ def _to_map(tokens: torch.Tensor, height: int, width: int) -> torch.Tensor:
 
 
 class _PositionMixin(nn.Module):
+    """Holds the sine table of the configured grid; recomputed by `reset_position` at (re)initialisation."""
+
     def __init__(self, config):
         super().__init__()
-        grid = config.grid_size
-        self.register_buffer("position", sine_position_encoding(grid, grid, config.projection_dim), persistent=False)
+        self.grid_size = config.grid_size
+        self.register_buffer("position", sine_position_encoding(self.grid_size, self.grid_size, config.projection_dim), persistent=False)
+
+    @torch.no_grad()
+    def reset_position(self):
+        # Non-persistent buffers are not in checkpoints; from_pretrained leaves them uninitialised.
+        table = sine_position_encoding(self.grid_size, self.grid_size, self.position.shape[-1])
+        self.position.copy_(table.to(self.position.device))
 
     def position_for(self, height: int, width: int, tokens: torch.Tensor) -> torch.Tensor:
         position = self.position

@@ -14,7 +14,7 @@ from transformers import CLIPModel, CLIPTextModel, CLIPVisionModel, PreTrainedMo
 from transformers.utils import ModelOutput, logging
 
 from .configuration_asda import ASDAConfig
-from .modeling_aligner import ALIGNERS
+from .modeling_aligner import ALIGNERS, _PositionMixin
 from .modeling_fusion import ConcatFusion, ScaleWiseAggregator, SentenceVisualFusion
 from .modeling_loss import asda_mask_loss
 from .modeling_selection import AdaptiveFeatureSelection
@@ -76,6 +76,8 @@ class ASDAPreTrainedModel(PreTrainedModel):
     def _init_weights(self, module):
         # CLIP sub-models initialise themselves (transformers dispatches to their own _init_weights).
         std = self.config.initializer_range
+        if isinstance(module, _PositionMixin):
+            module.reset_position()
         if isinstance(module, nn.Linear):
             nn.init.trunc_normal_(module.weight, std=std)
             if module.bias is not None:

@@ -51,8 +51,9 @@ class AdaptiveFeatureSelection(nn.Module):
         vision_dim = config.vision_config.hidden_size
         dim = config.projection_dim
         self.selection = config.selection
-        self.register_buffer("low_layers", torch.tensor(config.low_candidate_layers), persistent=False)
-        self.register_buffer("mid_layers", torch.tensor(config.mid_candidate_layers), persistent=False)
+        # Plain tuples, not buffers: non-persistent buffers are not restored by from_pretrained.
+        self.low_layers = tuple(config.low_candidate_layers)
+        self.mid_layers = tuple(config.mid_candidate_layers)
         self.class_token_proj = nn.Linear(vision_dim, dim)  # Φ_T, shared by both candidate sets
         self.low_selector = SelectionNetwork(config.selector, len(config.low_candidate_layers), dim, config.selector_hidden_dim)
         self.mid_selector = SelectionNetwork(config.selector, len(config.mid_candidate_layers), dim, config.selector_hidden_dim)
@@ -77,8 +78,8 @@ class AdaptiveFeatureSelection(nn.Module):
         return {
             "low_features": low,
             "mid_features": mid,
-            "low_layer_index": self.low_layers[low_index],
-            "mid_layer_index": self.mid_layers[mid_index],
+            "low_layer_index": torch.tensor(self.low_layers, device=low_index.device)[low_index],
+            "mid_layer_index": torch.tensor(self.mid_layers, device=mid_index.device)[mid_index],
             "low_selection_probs": low_probs,
             "mid_selection_probs": mid_probs,
         }
