@@ -1,0 +1,79 @@
+"""Referring image segmentation metrics (mIoU, oIoU, Prec@X) as an `evaluate` module.
+
+Load it by path, which works offline: `evaluate.load("/path/to/metrics/ris_metrics")`.
+The numbers come from `modeling_asda.metrics`, the functions training and evaluation use, so the
+two cannot drift apart. One import per line: `evaluate` reads each import line as text.
+"""
+
+import datasets
+import evaluate
+import numpy as np
+from modeling_asda.metrics import METRIC_KEYS  # From: asda-transformers
+from modeling_asda.metrics import PREC_THRESHOLDS  # From: asda-transformers
+from modeling_asda.metrics import summarize  # From: asda-transformers
+from modeling_asda.metrics import intersection_and_union  # From: asda-transformers
+
+
+_DESCRIPTION = """
+Per-expression metrics of referring image segmentation. For each (prediction, reference) pair of
+binary masks: I = |pred AND ref|, U = |pred OR ref|, IoU = I/U (1 when both masks are empty).
+mIoU is the mean IoU over expressions (what ASDA and most referring-segmentation papers report),
+oIoU is sum(I)/sum(U) (1 when every mask is empty), and Prec@X is the share of expressions with
+IoU strictly greater than X, for X in 0.5, 0.6, 0.7, 0.8, 0.9. Unlike `mean_iou`, which accumulates
+per class over a whole data set, every expression counts once here.
+"""
+
+_KWARGS_DESCRIPTION = """
+Args:
+    predictions: list of 2-D binary masks (height x width; values 0/1 or 0/255), one per expression.
+    references: list of 2-D binary ground-truth masks, each the same size as its prediction.
+        Masks may differ in size from one expression to the next.
+Returns:
+    dict of floats in [0, 1]: "mIoU", "oIoU", "Prec@0.5", "Prec@0.6", "Prec@0.7", "Prec@0.8", "Prec@0.9".
+Examples:
+    >>> metric = evaluate.load("metrics/ris_metrics")
+    >>> metric.compute(predictions=[[[1, 1], [0, 0]]], references=[[[1, 0], [0, 0]]])["mIoU"]
+    0.5
+"""
+
+# The copy of the paper the project works from is the anonymous review version: no author list.
+_CITATION = """
+@inproceedings{asda2024,
+  title = {Adaptive Selection based Referring Image Segmentation},
+  booktitle = {ACM International Conference on Multimedia (ACM MM)},
+  year = {2024}
+}
+"""
+
+_MASK = datasets.Sequence(datasets.Sequence(datasets.Value("uint8")))
+
+
+@evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
+class RisMetrics(evaluate.Metric):
+    def _info(self):
+        return evaluate.MetricInfo(
+            description=_DESCRIPTION,
+            citation=_CITATION,
+            inputs_description=_KWARGS_DESCRIPTION,
+            # Array2D would fix the width; nested sequences allow any mask size.
+            features=datasets.Features({"predictions": _MASK, "references": _MASK}),
+        )
+
+    def _compute(self, predictions, references):
+        intersections, unions = [], []
+        for k, (pred, ref) in enumerate(zip(predictions, references)):
+            try:
+                i, u = intersection_and_union(_as_array(pred, "prediction"), _as_array(ref, "reference"))
+            except ValueError as error:
+                raise ValueError(f"expression {k}: {error}") from None
+            intersections.append(i)
+            unions.append(u)
+        result = summarize(intersections, unions, PREC_THRESHOLDS)
+        return {key: result[key] for key in METRIC_KEYS}
+
+
+def _as_array(rows, name):
+    widths = {len(row) for row in rows}
+    if len(widths) > 1:
+        raise ValueError(f"{name} rows have different lengths {sorted(widths)}; a mask must be rectangular")
+    return np.asarray(rows, dtype=np.uint8).reshape(len(rows), widths.pop() if widths else 0)

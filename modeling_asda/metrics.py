@@ -1,0 +1,190 @@
+"""Referring-segmentation metrics: per-expression intersection and union, and their summaries.
+
+Definitions (ASDA spec section 9, as in the referring-segmentation literature):
+
+- Per expression: I = |pred AND gt|, U = |pred OR gt| (pixel counts), IoU = I / U. When U = 0 (both
+  masks empty) the IoU is 1: predicting nothing for an expression that refers to nothing is right.
+  An empty ground truth with a non-empty prediction gives 0, as does an empty prediction for a
+  non-empty ground truth.
+- mIoU: the mean of the per-expression IoUs. ASDA's paper and published code report this one.
+- oIoU ("overall IoU"): sum of I / sum of U over all expressions, so large objects weigh more. When
+  the sum of U is 0 (every prediction and every ground truth empty) it is 1, for the same reason.
+- Prec@X: the share of expressions whose IoU is strictly greater than X, for X in 0.5 ... 0.9
+  (an IoU of exactly 0.5 does not count for Prec@0.5).
+
+Masks are 2-D numpy arrays or torch tensors: bool, or numbers whose only values are 0 and 1 (or 0
+and 255, as PNG masks are stored). Anything else (probabilities, label maps) raises a ValueError:
+threshold first. Summaries are plain Python floats in [0, 1] under `METRIC_KEYS`.
+
+torch is imported only when a torch tensor is passed, so this module works without torch.
+"""
+
+import sys
+from typing import Mapping, Optional, Sequence
+
+import numpy as np
+
+
+PREC_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
+METRIC_KEYS = ("mIoU", "oIoU") + tuple(f"Prec@{x}" for x in PREC_THRESHOLDS)
+
+
+def _is_torch_tensor(value) -> bool:
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(value, torch.Tensor)
+
+
+def _check_binary_values(ok_0_1: bool, ok_0_255: bool, name: str, dtype):
+    if not (ok_0_1 or ok_0_255):
+        raise ValueError(
+            f"{name} must be a binary mask (bool, or only the values 0/1 or 0/255), got {dtype} with other "
+            "values; threshold probabilities or select a label first"
+        )
+
+
+def to_binary_mask(mask, name: str = "mask") -> np.ndarray:
+    """A 2-D bool numpy array from a numpy array, torch tensor or nested list (see module doc)."""
+    if _is_torch_tensor(mask):
+        mask = mask.detach().cpu().numpy()
+    mask = np.asarray(mask)
+    if mask.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D (height, width) mask, got shape {tuple(mask.shape)}")
+    if mask.dtype == bool:
+        return mask
+    if not (np.issubdtype(mask.dtype, np.number)):
+        raise ValueError(f"{name} must hold bools or numbers, got dtype {mask.dtype}")
+    is_zero = mask == 0
+    _check_binary_values(
+        bool(np.all(is_zero | (mask == 1))), bool(np.all(is_zero | (mask == 255))), name, mask.dtype
+    )
+    return ~is_zero
+
+
+def intersection_and_union(pred, gt):
+    """(I, U) pixel counts, as Python ints, of one predicted and one ground-truth mask."""
+    pred_shape, gt_shape = tuple(np.shape(pred)), tuple(np.shape(gt))
+    if pred_shape != gt_shape:
+        raise ValueError(f"pred and gt masks must have the same shape, got pred {pred_shape} and gt {gt_shape}")
+    pred, gt = to_binary_mask(pred, "pred"), to_binary_mask(gt, "gt")
+    return int(np.count_nonzero(pred & gt)), int(np.count_nonzero(pred | gt))
+
+
+def batch_intersection_and_union(pred, gt):
+    """(I, U) as int64 torch tensors of shape (N,) for masks of shape (N, H, W) (torch or numpy)."""
+    import torch
+
+    pred, gt = torch.as_tensor(pred), torch.as_tensor(gt)
+    if pred.shape != gt.shape:
+        raise ValueError(f"pred and gt masks must have the same shape, got pred {tuple(pred.shape)} and gt {tuple(gt.shape)}")
+    if pred.dim() != 3:
+        raise ValueError(f"batched masks must have shape (batch, height, width), got {tuple(pred.shape)}")
+
+    def binary(x, name):
+        if x.dtype == torch.bool:
+            return x
+        is_zero = x == 0
+        _check_binary_values(bool((is_zero | (x == 1)).all()), bool((is_zero | (x == 255)).all()), name, x.dtype)
+        return ~is_zero
+
+    pred, gt = binary(pred, "pred"), binary(gt, "gt")
+    return (pred & gt).flatten(1).sum(1), (pred | gt).flatten(1).sum(1)
+
+
+def iou_from_counts(intersection: int, union: int) -> float:
+    return 1.0 if union == 0 else intersection / union
+
+
+def summarize(intersections: Sequence[int], unions: Sequence[int], thresholds: Sequence[float] = PREC_THRESHOLDS) -> dict:
+    """mIoU, oIoU and Prec@X from per-expression counts (see the module doc for the definitions)."""
+    intersections = np.asarray([int(i) for i in intersections], dtype=np.int64)
+    unions = np.asarray([int(u) for u in unions], dtype=np.int64)
+    if len(intersections) != len(unions):
+        raise ValueError(f"got {len(intersections)} intersections but {len(unions)} unions")
+    if len(intersections) == 0:
+        raise ValueError("no expressions to summarize: the metrics of an empty set are undefined")
+    bad = np.flatnonzero((intersections < 0) | (intersections > unions))
+    if len(bad):
+        k = int(bad[0])
+        raise ValueError(f"expression {k}: need 0 <= intersection <= union, got I={intersections[k]} U={unions[k]}")
+    ious = np.where(unions == 0, 1.0, intersections / np.maximum(unions, 1))
+    total_union = int(unions.sum())
+    result = {
+        "mIoU": float(ious.mean()),
+        "oIoU": 1.0 if total_union == 0 else float(intersections.sum() / total_union),
+    }
+    for x in thresholds:
+        result[f"Prec@{x}"] = float(np.mean(ious > x))
+    return result
+
+
+def compute_metrics(predictions, references, thresholds: Sequence[float] = PREC_THRESHOLDS) -> dict:
+    """Summary over pairs of masks of any size (each pair the same size)."""
+    if len(predictions) != len(references):
+        raise ValueError(f"got {len(predictions)} predictions but {len(references)} references")
+    counts = []
+    for k, (pred, gt) in enumerate(zip(predictions, references)):
+        try:
+            counts.append(intersection_and_union(pred, gt))
+        except ValueError as error:
+            raise ValueError(f"expression {k}: {error}") from None
+    return summarize([c[0] for c in counts], [c[1] for c in counts], thresholds)
+
+
+class RISMetricAccumulator:
+    """Collects per-expression counts during an evaluation loop; `compute()` gives the summary."""
+
+    def __init__(self):
+        self.intersections, self.unions = [], []
+
+    def __len__(self):
+        return len(self.intersections)
+
+    def add(self, pred, gt):
+        i, u = intersection_and_union(pred, gt)
+        self.intersections.append(i)
+        self.unions.append(u)
+
+    def add_batch(self, pred, gt):
+        i, u = batch_intersection_and_union(pred, gt)
+        self.intersections.extend(i.tolist())
+        self.unions.extend(u.tolist())
+
+    def compute(self, thresholds: Sequence[float] = PREC_THRESHOLDS) -> dict:
+        return summarize(self.intersections, self.unions, thresholds)
+
+
+def merge_split_results(per_split: Mapping[str, Mapping[str, float]], prefix: str = "") -> dict:
+    """{"val": {"mIoU": ..}, ..} -> {"<prefix>val_mIoU": .., ..}: flat keys for logs and model cards."""
+    merged = {}
+    for split, metrics in per_split.items():
+        for key, value in metrics.items():
+            merged[f"{prefix}{split}_{key}"] = float(value)
+    return merged
+
+
+def format_results_table(
+    results: Mapping[str, Mapping[str, Mapping[str, float]]],
+    splits: Optional[Sequence[str]] = None,
+    metrics: Sequence[str] = ("mIoU",),
+    percent: bool = True,
+    digits: int = 2,
+) -> str:
+    """A markdown table in the style of the paper: one row per method, one column per split (and metric).
+
+    `results` maps a row name ("ASDA", "baseline: whole image", ...) to {split: {metric: value}}.
+    Values are shown x100 when `percent` (as the paper does); missing entries show as "-".
+    """
+    if isinstance(metrics, str):
+        metrics = (metrics,)
+    if splits is None:
+        splits = list(dict.fromkeys(split for per_split in results.values() for split in per_split))
+    columns = [(s, m) for s in splits for m in metrics]
+    header = [split if len(metrics) == 1 else f"{split} {metric}" for split, metric in columns]
+    lines = ["| Method | " + " | ".join(header) + " |", "|---|" + "---:|" * len(columns)]
+    for name, per_split in results.items():
+        cells = []
+        for split, metric in columns:
+            value = per_split.get(split, {}).get(metric)
+            cells.append("-" if value is None else f"{value * (100 if percent else 1):.{digits}f}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
