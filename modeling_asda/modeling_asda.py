@@ -195,7 +195,6 @@ class ASDAForReferringSegmentation(ASDAPreTrainedModel):
         labels: torch.Tensor | None = None,
         output_feature_maps: bool = False,
         return_dict: bool | None = None,
-        **kwargs,
     ) -> ASDAOutput | tuple:
         r"""
         Args:
@@ -210,8 +209,6 @@ class ASDAForReferringSegmentation(ASDAPreTrainedModel):
             output_feature_maps (`bool`, defaults to `False`):
                 Also return F_coarse, F_fine, the response masks and the coefficients (paper Fig. 4).
         """
-        if kwargs:
-            raise TypeError(f"ASDAForReferringSegmentation.forward got unexpected arguments {sorted(kwargs)}")
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         self._check_inputs(pixel_values, input_ids, attention_mask)
         if attention_mask is None:

@@ -1,0 +1,194 @@
+"""The steps of scripts/run_ris.py: build model + processor, load splits, make the Trainer, evaluate, report."""
+
+import json
+import logging
+import os
+from typing import NamedTuple
+
+from .configuration_asda import ASDAConfig
+from .data_loading import load_referring_dataset
+from .metrics import format_results_table
+from .modeling_asda import ASDAForReferringSegmentation
+from .processing_asda import ASDAProcessor
+from .trainer import EpochToTransformCallback, RISTrainer, compute_ris_metrics
+from .training_args import parse_config_overrides
+from .training_data import AugmentationConfig, RISTransform, collate_ris
+
+logger = logging.getLogger(__name__)
+
+METRIC_NAMES = ("mIoU", "oIoU", "Prec@0.5", "Prec@0.6", "Prec@0.7", "Prec@0.8", "Prec@0.9")
+TABLE_METRICS = ("mIoU", "oIoU", "Prec@0.5", "Prec@0.7", "Prec@0.9")
+MODEL_ROW = "ASDA (this run)"
+
+
+def build_model_and_processor(model_args, data_args):
+    """An ASDA checkpoint, or CLIP weights + ASDA heads, or a random-init preset; with the matching processor."""
+    overrides = parse_config_overrides(model_args.config_overrides)
+    if data_args.max_text_length is not None:
+        overrides["max_text_length"] = data_args.max_text_length
+    elif data_args.dataset_config == "refcocog" and not model_args.model_name_or_path:
+        overrides.setdefault("max_text_length", 22)  # paper: 22 tokens for G-Ref, 17 otherwise
+
+    if model_args.model_name_or_path:
+        model = ASDAForReferringSegmentation.from_pretrained(
+            model_args.model_name_or_path, revision=model_args.revision, **overrides
+        )
+        try:
+            processor = ASDAProcessor.from_pretrained(model_args.model_name_or_path, revision=model_args.revision)
+        except (OSError, ValueError):
+            logger.warning("No processor saved with the checkpoint; building one from its config.")
+            processor = None
+    elif model_args.clip_model_name_or_path:
+        preset = getattr(ASDAConfig, model_args.config_preset)()
+        overrides.setdefault("image_size", preset.image_size)
+        overrides.setdefault("max_text_length", preset.max_text_length)
+        model = ASDAForReferringSegmentation.from_clip(model_args.clip_model_name_or_path, **overrides)
+        processor = None
+    else:
+        if model_args.config_preset not in ("tiny", "vit_b16"):
+            raise ValueError(f"--config_preset must be tiny or vit_b16, got {model_args.config_preset!r}")
+        model = ASDAForReferringSegmentation(getattr(ASDAConfig, model_args.config_preset)(**overrides))
+        processor = None
+    config = model.config
+    if processor is None or processor.image_processor.image_size != config.image_size:
+        processor = ASDAProcessor(image_size=config.image_size, max_length=config.max_text_length)
+    logger.info(
+        f"ASDA: {sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters, image {config.image_size}, "
+        f"{config.max_text_length} tokens, selection={config.feature_selection}/{config.selection}, "
+        f"fusion={config.fusion}, aligner={config.aligner}"
+    )
+    return model, processor
+
+
+class Splits(NamedTuple):
+    train: object  # Dataset with the training transform, or None
+    train_transform: object  # its RISTransform (the epoch callback advances it)
+    eval: dict  # split -> Dataset with the evaluation transform and a row_index column
+    raw_eval: dict  # split -> the same rows without transform (baselines, reports)
+
+
+def load_splits(data_args, training_args, processor) -> Splits:
+    """Train split with the training transform; eval splits with the evaluation transform (+ raw copies)."""
+    wanted = []
+    if training_args.do_train:
+        wanted.append(data_args.train_split)
+    if training_args.do_eval:
+        wanted += data_args.eval_split_list
+    if data_args.dataset_name == "synthetic":
+        dataset = load_referring_dataset(
+            "synthetic",
+            num_train=data_args.synthetic_num_train if training_args.do_train else 0,
+            num_val=data_args.synthetic_num_eval,
+            num_test=data_args.synthetic_num_eval,
+            seed=data_args.synthetic_seed,
+        )
+    else:
+        dataset = load_referring_dataset(
+            data_args.dataset_name,
+            dataset_config=data_args.dataset_config,
+            split_by=data_args.split_by,
+            image_root=data_args.image_root,
+            splits=wanted,
+            progress=True,
+        )
+    missing = [split for split in wanted if split not in dataset]
+    if missing:
+        raise ValueError(f"{data_args.dataset_name}: no split(s) {missing}; available: {sorted(dataset)}")
+
+    train_dataset = train_transform = None
+    if training_args.do_train:
+        train_dataset = dataset[data_args.train_split]
+        if data_args.max_train_samples is not None:
+            train_dataset = train_dataset.select(range(min(data_args.max_train_samples, len(train_dataset))))
+        augmentation = AugmentationConfig(data_args.hflip_prob, data_args.color_jitter, data_args.random_affine)
+        train_transform = RISTransform(processor, train=True, augmentation=augmentation, seed=training_args.seed)
+        train_dataset = train_dataset.with_transform(train_transform)
+
+    eval_datasets, raw_eval = {}, {}
+    if training_args.do_eval:
+        for split in data_args.eval_split_list:
+            raw = dataset[split]
+            if data_args.max_eval_samples is not None:
+                raw = raw.select(range(min(data_args.max_eval_samples, len(raw))))
+            raw_eval[split] = raw
+            indexed = raw.add_column("row_index", list(range(len(raw))))
+            eval_datasets[split] = indexed.with_transform(RISTransform(processor, train=False))
+    return Splits(train_dataset, train_transform, eval_datasets, raw_eval)
+
+
+def make_trainer(model, processor, training_args, splits: Splits):
+    if training_args.scale_lr:
+        total = training_args.per_device_train_batch_size * training_args.world_size * training_args.gradient_accumulation_steps
+        training_args.learning_rate *= total / 16
+        logger.info(f"--scale_lr: learning rate {training_args.learning_rate:g} for {total} images per step")
+    if training_args.ddp_find_unused_parameters is None:
+        # Only the published hard argmax leaves parameters (the selector) without gradient.
+        config = model.config
+        training_args.ddp_find_unused_parameters = config.feature_selection == "adaptive" and config.selection == "hard"
+    # The final upload is ours (our model card); Trainer's own push would replace it with its generic card.
+    training_args.asda_push_to_hub = training_args.push_to_hub
+    training_args.push_to_hub = False
+    callbacks = [EpochToTransformCallback(splits.train_transform)] if splits.train is not None else []
+    return RISTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=splits.train,
+        data_collator=collate_ris,
+        processing_class=processor,
+        compute_metrics=compute_ris_metrics,
+        callbacks=callbacks,
+        mask_threshold=model.config.mask_threshold,
+    )
+
+
+def evaluate_splits(trainer, eval_datasets) -> dict:
+    metrics = {}
+    for split, dataset in eval_datasets.items():
+        metrics.update(trainer.evaluate(eval_dataset=dataset, metric_key_prefix=f"eval_{split}"))
+    return metrics
+
+
+def split_results(eval_metrics: dict, splits) -> dict:
+    """{'eval_val_mIoU': x, ...} -> {'val': {'mIoU': x, ...}}."""
+    return {
+        split: {name: eval_metrics[f"eval_{split}_{name}"] for name in METRIC_NAMES if f"eval_{split}_{name}" in eval_metrics}
+        for split in splits
+    }
+
+
+def finish_run(trainer, model_args, data_args, training_args, train_metrics, eval_metrics, raw_eval, wall_seconds, argv):
+    # Runs on the main process only.
+    """Print the paper-style table (with baselines on synthetic data), write results.md and the model card."""
+    output_dir = training_args.output_dir
+    rows = {}
+    if eval_metrics:
+        rows[MODEL_ROW] = split_results(eval_metrics, list(raw_eval))
+        if data_args.dataset_name == "synthetic" and data_args.baselines:
+            from .baselines import language_blind_baselines
+
+            for split, dataset in raw_eval.items():
+                for name, metrics in language_blind_baselines(dataset, seed=training_args.seed).items():
+                    rows.setdefault(name, {})[split] = metrics
+    table = format_results_table(rows, metrics=TABLE_METRICS) if rows else ""
+    summary = {
+        "wall_seconds": round(wall_seconds, 1),
+        "train_runtime": train_metrics.get("train_runtime"),
+        "train_samples_per_second": train_metrics.get("train_samples_per_second"),
+        "command": "python scripts/run_ris.py " + " ".join(argv),
+    }
+    if table:
+        print("\n" + table + "\n")
+    print(f"Total wall time {wall_seconds / 60:.1f} min (training {summary['train_runtime'] or 0:.0f} s).")
+    os.makedirs(output_dir, exist_ok=True)
+    with open(os.path.join(output_dir, "results.md"), "w") as handle:
+        handle.write(f"# Results\n\n{table}\n\nValues x100. {json.dumps(summary)}\n")
+    with open(os.path.join(output_dir, "baselines.json"), "w") as handle:
+        json.dump({name: value for name, value in rows.items() if name != MODEL_ROW}, handle, indent=2)
+
+    from .model_card import write_model_card
+
+    write_model_card(trainer.model, output_dir, model_args, data_args, training_args, rows, summary)
+    if getattr(training_args, "asda_push_to_hub", False):
+        from .model_card import push_folder_to_hub
+
+        push_folder_to_hub(output_dir, training_args)

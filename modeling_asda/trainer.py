@@ -1,0 +1,116 @@
+"""`Trainer` subclass for referring segmentation: the paper's optimiser/schedule and original-size evaluation."""
+
+import math
+
+import numpy as np
+import torch
+from torch.optim.lr_scheduler import LambdaLR
+from transformers import Trainer, TrainerCallback
+
+from .metrics import summarize
+
+ENCODER_PREFIXES = ("text_model.", "vision_model.")
+
+
+def multistep_factor(step: int, milestones: list[int], rate: float) -> float:
+    return rate ** sum(step >= milestone for milestone in milestones)
+
+
+def milestone_steps(milestone_epochs, num_train_epochs: float, num_training_steps: int) -> list[int]:
+    """Epoch milestones -> optimizer steps. With --max_steps the milestones keep their share of training."""
+    return [round(epoch / num_train_epochs * num_training_steps) for epoch in milestone_epochs]
+
+
+class EpochToTransformCallback(TrainerCallback):
+    """Tells the training transform which epoch it is, for per-(sample, epoch) augmentation seeds."""
+
+    def __init__(self, transform):
+        self.transform = transform
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self.transform.epoch = int(state.epoch or 0)
+
+
+class RISTrainer(Trainer):
+    """Adds to `Trainer`:
+
+    - parameter groups with the CLIP encoders at `learning_rate * encoder_lr_ratio` (published code: 0.1);
+    - the paper's multi-step schedule (x`lr_decay_rate` at each epoch of `lr_milestones`);
+    - evaluation at the ORIGINAL image resolution: every prediction step post-processes the logits to each
+      image's size and returns per-sample [intersection, union, low layer, mid layer] with the row index,
+      so `gather_for_metrics` counts each sample exactly once across processes.
+    """
+
+    def __init__(self, *args, mask_threshold: float = 0.35, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.mask_threshold = mask_threshold
+
+    # -------------------------------------------------------------------------------- optimisation
+    def create_optimizer(self, model=None):
+        if self.optimizer is not None:
+            return self.optimizer
+        opt_model = self.model if model is None else model
+        decay = set(self.get_decay_parameter_names(opt_model))
+        ratio = getattr(self.args, "encoder_lr_ratio", 1.0)
+        groups = {}
+        for name, param in opt_model.named_parameters():
+            if not param.requires_grad:
+                continue
+            encoder = name.startswith(ENCODER_PREFIXES)
+            key = (encoder, name in decay)
+            if key not in groups:
+                groups[key] = {
+                    "params": [],
+                    "weight_decay": self.args.weight_decay if key[1] else 0.0,
+                    "lr": self.args.learning_rate * (ratio if encoder else 1.0),
+                }
+            groups[key]["params"].append(param)
+        optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
+        self.optimizer = optimizer_cls(list(groups.values()), **optimizer_kwargs)
+        return self.optimizer
+
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        if self.lr_scheduler is None and getattr(self.args, "lr_schedule", "hf") == "multistep":
+            optimizer = optimizer if optimizer is not None else self.optimizer
+            milestones = milestone_steps(self.args.milestone_epochs, self.args.num_train_epochs, num_training_steps)
+            rate = self.args.lr_decay_rate
+            self.lr_scheduler = LambdaLR(optimizer, lambda step: multistep_factor(step, milestones, rate))
+            self._created_lr_scheduler = True
+        return super().create_scheduler(num_training_steps, optimizer)
+
+    # ---------------------------------------------------------------------------------- evaluation
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        gt_masks = inputs.pop("gt_masks", None)
+        original_sizes = inputs.pop("original_sizes", None)
+        row_index = inputs.pop("row_index", None)
+        inputs = self._prepare_inputs(inputs)
+        with torch.no_grad(), self.compute_loss_context_manager():
+            outputs = model(**inputs)
+        loss = outputs.loss.detach().float() if outputs.loss is not None else None
+        if prediction_loss_only or gt_masks is None:
+            return loss, None, None
+
+        processor = self.processing_class
+        masks = processor.post_process_masks(outputs.logits.float(), original_sizes, threshold=self.mask_threshold)
+        stats = []
+        for pred, gt in zip(masks, gt_masks):
+            pred, gt = pred.to(gt.device).bool(), gt.bool()
+            stats.append(torch.stack([(pred & gt).sum(), (pred | gt).sum()]))
+        stats = torch.stack(stats).long()
+        batch = stats.shape[0]
+        missing = torch.full((batch,), -1, dtype=torch.long, device=stats.device)
+        low = outputs.low_layer_index if outputs.low_layer_index is not None else missing
+        mid = outputs.mid_layer_index if outputs.mid_layer_index is not None else missing
+        predictions = torch.cat([stats, low.long().to(stats.device)[:, None], mid.long().to(stats.device)[:, None]], 1)
+        if row_index is None:
+            row_index = torch.full((batch,), -1, dtype=torch.long)
+        device = self.args.device
+        return loss, predictions.to(device), row_index.long().to(device)
+
+
+def compute_ris_metrics(eval_prediction) -> dict:
+    """EvalPrediction(predictions=[I, U, low, mid] per sample, label_ids=row index) -> metric dict."""
+    predictions = np.asarray(eval_prediction.predictions)
+    metrics = summarize(predictions[:, 0], predictions[:, 1])
+    metrics["num_samples"] = int(predictions.shape[0])
+    return metrics

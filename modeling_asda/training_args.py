@@ -1,0 +1,124 @@
+"""Command-line arguments of scripts/run_ris.py (HfArgumentParser dataclasses; a JSON file works too).
+
+Defaults are the paper's recipe (asda-spec §8): Adam, lr 5e-5, 30 epochs, lr x0.1 at epochs 18 and 25,
+14 images per device (2 GPUs x 14 = 28), 416x416. The published code's variants are flags.
+"""
+
+from dataclasses import dataclass, field
+
+from transformers import TrainingArguments
+
+
+@dataclass
+class ModelArguments:
+    config_preset: str = field(
+        default="vit_b16", metadata={"help": "Model size when not loading a checkpoint: tiny | vit_b16."}
+    )
+    clip_model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "Initialise the encoders from this CLIPModel (Hub id or folder), e.g. openai/clip-vit-base-patch16."},
+    )
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "An ASDA checkpoint (Hub id or folder) to evaluate or fine-tune."}
+    )
+    config_overrides: str | None = field(
+        default=None,
+        metadata={
+            "help": "Comma-separated ASDAConfig overrides for ablations, e.g. "
+            "'feature_selection=manual,fusion=concat,aligner=none' or 'selector=mlp,num_response_masks=16'."
+        },
+    )
+    revision: str = field(default="main", metadata={"help": "Hub revision of --model_name_or_path."})
+
+
+@dataclass
+class DataArguments:
+    dataset_name: str = field(
+        default="synthetic",
+        metadata={
+            "help": "Hub id or local folder in any supported format (REFER layout, lmms-lab or jxu124 parquet, "
+            "prepared), or 'synthetic' for the built-in procedurally drawn data set."
+        },
+    )
+    dataset_config: str | None = field(default=None, metadata={"help": "refcoco | refcoco+ | refcocog"})
+    split_by: str | None = field(default=None, metadata={"help": "unc | umd | google (REFER layout)"})
+    image_root: str | None = field(default=None, metadata={"help": "COCO train2014 image folder (REFER, jxu124)."})
+    train_split: str = field(default="train")
+    eval_splits: str = field(default="val", metadata={"help": "Comma-separated, e.g. val,testA,testB."})
+    max_train_samples: int | None = field(default=None)
+    max_eval_samples: int | None = field(default=None)
+    max_text_length: int | None = field(
+        default=None, metadata={"help": "Tokens per expression incl. SOT/EOT; default 17, 22 for refcocog (paper)."}
+    )
+    synthetic_num_train: int = field(default=20000)
+    synthetic_num_eval: int = field(default=1000, metadata={"help": "Rows of each synthetic eval split (val, test)."})
+    synthetic_seed: int = field(default=0)
+    hflip_prob: float = field(default=0.0, metadata={"help": "Horizontal flip probability (swaps left/right words)."})
+    color_jitter: float = field(default=0.0, metadata={"help": "Brightness/contrast/saturation jitter strength."})
+    random_affine: bool = field(default=False, metadata={"help": "±5° rotation, ±10% shift, 0.9-1.1 scale."})
+    baselines: bool = field(
+        default=True, metadata={"help": "Also evaluate the language-blind baselines on synthetic eval splits."}
+    )
+
+    @property
+    def eval_split_list(self) -> list[str]:
+        return [split.strip() for split in self.eval_splits.split(",") if split.strip()]
+
+
+@dataclass
+class RISTrainingArguments(TrainingArguments):
+    output_dir: str | None = field(default="outputs/asda")
+    learning_rate: float = field(default=5e-5, metadata={"help": "Paper: 5e-5 (Adam)."})
+    num_train_epochs: float = field(default=30.0)
+    per_device_train_batch_size: int = field(default=14)
+    per_device_eval_batch_size: int = field(default=16)
+    weight_decay: float = field(default=0.0, metadata={"help": "0: AdamW is then exactly the paper's Adam."})
+    remove_unused_columns: bool = field(default=False)
+    lr_schedule: str = field(
+        default="multistep",
+        metadata={"help": "multistep (paper: x lr_decay_rate at lr_milestones epochs) or hf (use --lr_scheduler_type)."},
+    )
+    lr_milestones: str = field(default="18,25", metadata={"help": "Epochs of the lr decay (published code: 18,28)."})
+    lr_decay_rate: float = field(default=0.1)
+    encoder_lr_ratio: float = field(
+        default=1.0, metadata={"help": "lr multiplier of the CLIP encoders (published code: 0.1)."}
+    )
+    scale_lr: bool = field(
+        default=False,
+        metadata={"help": "Published code: learning_rate is per 16 images, scaled by the total batch / 16."},
+    )
+
+    @property
+    def milestone_epochs(self) -> list[float]:
+        return [float(value) for value in self.lr_milestones.split(",") if value.strip()]
+
+
+def parse_config_overrides(text: str | None) -> dict:
+    """'a=1,b=x,c=true,d=4|5|6' -> {'a': 1, 'b': 'x', 'c': True, 'd': (4, 5, 6)}."""
+    overrides = {}
+    if not text:
+        return overrides
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        if "=" not in item:
+            raise ValueError(f"--config_overrides item {item!r} is not key=value")
+        key, value = (part.strip() for part in item.split("=", 1))
+        overrides[key] = _parse_value(value)
+    return overrides
+
+
+def _parse_value(value: str):
+    if "|" in value:
+        return tuple(_parse_value(part) for part in value.split("|"))
+    lowered = value.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("none", "null"):
+        return None
+    for cast in (int, float):
+        try:
+            return cast(value)
+        except ValueError:
+            pass
+    return value

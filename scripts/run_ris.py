@@ -1,0 +1,85 @@
+#!/usr/bin/env python
+"""Train and evaluate ASDA on referring image segmentation with the transformers `Trainer`.
+
+    python scripts/run_ris.py                                   # built-in demo: tiny model, synthetic data
+    python scripts/run_ris.py configs/paper_refcoco.json        # arguments from a JSON file
+    accelerate launch scripts/run_ris.py --dataset_name ... --do_train --do_eval ...
+
+Run `python scripts/run_ris.py --help` for every argument (model, data, and all TrainingArguments).
+"""
+
+import json
+import logging
+import os
+import sys
+import time
+
+import datasets
+import transformers
+from transformers import HfArgumentParser, set_seed
+
+from modeling_asda.experiment import (
+    build_model_and_processor,
+    evaluate_splits,
+    finish_run,
+    load_splits,
+    make_trainer,
+)
+from modeling_asda.training_args import DataArguments, ModelArguments, RISTrainingArguments
+
+logger = logging.getLogger(__name__)
+
+# `python scripts/run_ris.py` with no arguments runs this file: tiny preset on the synthetic data.
+DEMO_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs", "demo_synthetic.json")
+
+
+def parse_args(argv):
+    parser = HfArgumentParser((ModelArguments, DataArguments, RISTrainingArguments))
+    if not argv:
+        logger.warning(f"No arguments: running the built-in demo ({DEMO_CONFIG}).")
+        return parser.parse_json_file(DEMO_CONFIG)
+    if len(argv) == 1 and argv[0].endswith(".json"):
+        return parser.parse_json_file(os.path.abspath(argv[0]))
+    return parser.parse_args_into_dataclasses(args=argv)
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
+    model_args, data_args, training_args = parse_args(argv)
+    log_level = training_args.get_process_log_level()
+    logger.setLevel(log_level)
+    datasets.utils.logging.set_verbosity(log_level)
+    transformers.utils.logging.set_verbosity(log_level)
+    if not (training_args.do_train or training_args.do_eval):
+        raise SystemExit("Nothing to do: pass --do_train and/or --do_eval.")
+    start = time.time()
+    set_seed(training_args.seed)
+
+    model, processor = build_model_and_processor(model_args, data_args)
+    splits = load_splits(data_args, training_args, processor)
+    trainer = make_trainer(model, processor, training_args, splits)
+
+    train_metrics = {}
+    if training_args.do_train:
+        result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+        train_metrics = dict(result.metrics, train_samples=len(splits.train))
+        trainer.save_model()  # weights + config + custom code + processor
+        trainer.log_metrics("train", train_metrics)
+        trainer.save_metrics("train", train_metrics)
+        trainer.save_state()
+
+    eval_metrics = {}
+    if training_args.do_eval:
+        eval_metrics = evaluate_splits(trainer, splits.eval)
+        trainer.log_metrics("eval", eval_metrics)
+        trainer.save_metrics("eval", eval_metrics)
+
+    if trainer.is_world_process_zero():
+        finish_run(trainer, model_args, data_args, training_args, train_metrics, eval_metrics, splits.raw_eval,
+                   wall_seconds=time.time() - start, argv=argv)
+    print(json.dumps({"output_dir": training_args.output_dir, "seconds": round(time.time() - start, 1)}))
+
+
+if __name__ == "__main__":
+    main()
