@@ -1,0 +1,105 @@
+"""Language-blind baselines on the synthetic data: what a model scores without reading the expression.
+
+- whole image: predict every pixel. Its IoU is the target's share of the image.
+- random object: predict the mask of one object of the scene drawn at random (seeded), i.e. a
+  perfect object segmenter that ignores the words. Its mIoU is about the mean of 1 / (objects per scene).
+
+Both are computed at the original image resolution with `modeling_asda.metrics`, so their numbers
+compare directly with the model's. A model that reads the expressions must beat both by far.
+"""
+
+import argparse
+from typing import Optional
+
+import numpy as np
+from datasets import Dataset, load_from_disk
+
+from .data_synthetic import MAX_OBJECTS, SyntheticConfig, build_synthetic_dataset, scene_for_row, synthetic_config_from_dataset
+from .metrics import format_results_table, intersection_and_union, summarize
+
+
+WHOLE_IMAGE = "baseline: whole image"
+RANDOM_OBJECT = "baseline: random object"
+
+
+def _gt_mask(row) -> np.ndarray:
+    mask = np.asarray(row["mask"].convert("L")) > 0
+    if mask.shape != (row["height"], row["width"]):
+        raise ValueError(
+            f"row {row['sample_id']}: mask is {mask.shape[1]}x{mask.shape[0]} but the row says "
+            f"{row['width']}x{row['height']} (width x height)"
+        )
+    return mask
+
+
+def whole_image_counts(dataset: Dataset):
+    """Per-expression (intersections, unions) of the all-foreground prediction."""
+    intersections, unions = [], []
+    for row in dataset:
+        gt = _gt_mask(row)
+        intersections.append(int(np.count_nonzero(gt)))
+        unions.append(int(gt.size))  # the prediction covers everything
+    return intersections, unions
+
+
+def random_object_counts(dataset: Dataset, seed: int = 0, config: Optional[SyntheticConfig] = None):
+    """Per-expression (intersections, unions) of a random object's mask, rows taken in order.
+
+    The scene of each row is regenerated from its image_id; `config` defaults to the one stored in
+    the data set. A regenerated mask that differs from the stored one is an error (wrong config),
+    never a silently wrong number.
+    """
+    config = config or synthetic_config_from_dataset(dataset)
+    rng = np.random.default_rng(seed)
+    intersections, unions = [], []
+    scene = None
+    for row in dataset:
+        if scene is None or scene.image_id != row["image_id"]:  # rows of a scene are adjacent
+            scene = scene_for_row(row, config)
+        gt = _gt_mask(row)
+        regenerated = scene.objects[row["ann_id"] % MAX_OBJECTS].mask if row["ann_id"] % MAX_OBJECTS < len(scene.objects) else None
+        if regenerated is None or regenerated.shape != gt.shape or not np.array_equal(regenerated, gt):
+            raise ValueError(
+                f"row {row['sample_id']}: the scene regenerated from image_id {row['image_id']} does not match "
+                f"the stored mask; was the data set made with another config than {config}?"
+            )
+        choice = scene.objects[int(rng.integers(len(scene.objects)))]
+        i, u = intersection_and_union(choice.mask, gt)
+        intersections.append(i)
+        unions.append(u)
+    return intersections, unions
+
+
+def language_blind_baselines(dataset: Dataset, seed: int = 0, config: Optional[SyntheticConfig] = None) -> dict:
+    """{row name: metrics} for both baselines on one split."""
+    return {
+        WHOLE_IMAGE: summarize(*whole_image_counts(dataset)),
+        RANDOM_OBJECT: summarize(*random_object_counts(dataset, seed, config)),
+    }
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Language-blind baselines on synthetic splits (markdown table).")
+    parser.add_argument("--dataset_dir", help="a save_to_disk DatasetDict of synthetic data; default: generate one")
+    parser.add_argument("--splits", nargs="+", default=["val", "test"])
+    parser.add_argument("--num_test", type=int, default=1000, help="rows per split when generating")
+    parser.add_argument("--data_seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random-object choice")
+    args = parser.parse_args(argv)
+
+    if args.dataset_dir:
+        data = load_from_disk(args.dataset_dir)
+    else:
+        data = build_synthetic_dataset(num_train=0, num_val=args.num_test, num_test=args.num_test, seed=args.data_seed)
+    missing = [s for s in args.splits if s not in data]
+    if missing:
+        raise SystemExit(f"splits {missing} not in the data set (it has {list(data)})")
+    table = {WHOLE_IMAGE: {}, RANDOM_OBJECT: {}}
+    for split in args.splits:
+        for name, metrics in language_blind_baselines(data[split], args.seed).items():
+            table[name][split] = metrics
+    print(format_results_table(table, args.splits, metrics=("mIoU", "oIoU", "Prec@0.5")))
+
+
+if __name__ == "__main__":
+    main()
