@@ -192,7 +192,7 @@ def iter_rows(records, report, verify_images=True):
                     reason[0],
                     split=rec["split"],
                     sample_id=sample_id,
-                    ref_id=rec["ref_id"],
+                    ref_id=rec["ref_id"] if rec["ref_id"] >= 0 else None,  # -1: the source has none
                     ann_id=rec["ann_id"],
                     image_id=rec["image_id"],
                     detail=reason[1],

@@ -111,6 +111,7 @@ def read_lmms(spec):
                 ann_id = int(question_id) if question_id.isdigit() else -1
                 start = sentences_seen.get(question_id, 0)
                 answers = row["answer"] or []
+                answers = [answers] if isinstance(answers, str) else answers
                 sentences_seen[question_id] = start + len(answers)
                 match = _COCO_IMAGE_ID.search(row.get("file_name") or "")
                 image = row["image"] or {}

@@ -87,6 +87,16 @@ def _detect_parquet(where, files):
     if len(kinds) > 1:
         raise ValueError(f"{where} mixes parquet formats: {sorted(kinds)}; point at one data set.")
     (kind,) = kinds
+    if os.path.isdir(where):
+        # Parquet files in several sub-folders are several configs (push_to_hub(config_name=...)):
+        # merging them would mix e.g. refcoco and refcoco+ rows in one split.
+        tops = sorted(
+            {os.path.relpath(f, where).split(os.sep)[0] for f in files if os.sep in os.path.relpath(f, where)}
+        )
+        if len(tops) > 1:
+            raise ValueError(
+                f"{where} holds parquet files in several folders {tops}: pass dataset_config (one of them)."
+            )
     return DetectedFormat(kind, where, files)
 
 
@@ -110,7 +120,9 @@ def _local_path(name_or_path, revision=None, token=None, cache_dir=None):
             allow_patterns=["*.parquet", "*.json", "*.p", "*.arrow"],
         )
     except Exception as err:
-        raise OSError(f"Could not download the Hub data set {name_or_path!r}: {err}") from err
+        raise OSError(
+            f"{name_or_path} is not an existing local path, and downloading it as a Hub data set failed: {err}"
+        ) from err
 
 
 def load_referring_dataset(

@@ -19,7 +19,7 @@ from .data_report import MISSING_ANNOTATION
 
 
 # Where the REFER repository and common forks put the COCO images, relative to ROOT.
-_IMAGE_ROOT_CANDIDATES = ("images/mscoco/images/train2014", "images/train2014", "train2014", "images")
+_IMAGE_ROOT_CANDIDATES = ("images/mscoco/images/train2014", "images/train2014", "train2014")
 
 
 def refs_files(folder):

@@ -152,6 +152,15 @@ def test_unrecognised_parquet_names_the_file(tmp_path):
         detect_format(str(tmp_path))
 
 
+def test_parquet_configs_in_several_folders_need_dataset_config(tmp_path):
+    for config in ("refcoco", "refcoco+"):
+        fx.write_prepared(str(tmp_path / "hub" / config), "parquet")
+    with pytest.raises(ValueError, match=r"several folders \['refcoco', 'refcoco\+'\].*dataset_config"):
+        detect_format(str(tmp_path / "hub"))
+    dataset, _ = load(str(tmp_path / "hub"), tmp_path, dataset_config="refcoco+")
+    fx.assert_rows_match(dataset, fx.expected_rows())
+
+
 def test_refer_asks_for_missing_choices(formats, tmp_path):
     root, image_root = formats["refer"]
     fx.write_refer(str(tmp_path / "two"), dataset="refcoco+")
@@ -356,7 +365,8 @@ def test_lmms_lab_corrupt_embedded_image(tmp_path):
     pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), path)
     dataset, report = load(folder, tmp_path)
     assert report.counts() == {"corrupt_image": 1}
-    assert report.problems[0]["sample_id"] == "1005_0" and report.problems[0]["ann_id"] == 1005
+    problem = report.problems[0]
+    assert problem["sample_id"] == "1005_0" and problem["ann_id"] == 1005 and problem["ref_id"] is None
     assert len(dataset["val"]) == 2
 
 
