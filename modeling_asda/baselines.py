@@ -57,8 +57,8 @@ def random_object_counts(dataset: Dataset, seed: int = 0, config: Optional[Synth
         if scene is None or scene.image_id != row["image_id"]:  # rows of a scene are adjacent
             scene = scene_for_row(row, config)
         gt = _gt_mask(row)
-        regenerated = scene.objects[row["ann_id"] % MAX_OBJECTS].mask if row["ann_id"] % MAX_OBJECTS < len(scene.objects) else None
-        if regenerated is None or regenerated.shape != gt.shape or not np.array_equal(regenerated, gt):
+        index = row["ann_id"] % MAX_OBJECTS
+        if index >= len(scene.objects) or not np.array_equal(scene.objects[index].mask, gt):
             raise ValueError(
                 f"row {row['sample_id']}: the scene regenerated from image_id {row['image_id']} does not match "
                 f"the stored mask; was the data set made with another config than {config}?"

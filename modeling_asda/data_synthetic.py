@@ -386,7 +386,7 @@ def _position_ok(target, matches, position, width, height, margin):
     )
 
 
-def relation_offset(obj, anchor, relation, width, height):
+def _relation_offset(obj, anchor, relation, width, height):
     """How far (as a fraction of the image side) `obj` lies in `relation` to `anchor`."""
     if relation == "left of":
         return (anchor.cx - obj.cx) / width
@@ -416,8 +416,8 @@ def _candidates(target, objects, matcher, described, width, height, config):
         if anchor is target or anchor.index not in described:
             continue
         for relation in RELATIONS:
-            if relation_offset(target, anchor, relation, width, height) >= config.relation_margin:
-                unrelated = {o.index for o in objects if relation_offset(o, anchor, relation, width, height) <= 0}
+            if _relation_offset(target, anchor, relation, width, height) >= config.relation_margin:
+                unrelated = {o.index for o in objects if _relation_offset(o, anchor, relation, width, height) <= 0}
                 related.append((anchor, relation, unrelated))
     for subset in _attribute_subsets(config):
         attributes = tuple((k, target.attribute(k)) for k in subset)
@@ -457,7 +457,7 @@ def _noun_phrase(rng, attributes, position=None, article=True):
     return " ".join((["the"] if article else []) + words)
 
 
-def render_expression(rng, expression):
+def _render_expression(rng, expression):
     """One sentence for `expression` (template and wording drawn from `rng`)."""
     article = rng.random() < 0.8  # RefCOCO-style expressions often drop the article
     phrase = _noun_phrase(rng, expression.attributes, expression.position, article)
@@ -500,7 +500,7 @@ def _make_refs(rng, objects, designed_target, width, height, config):
             if expression is None:
                 break
             expressions.append(expression)
-            sentences.append(render_expression(rng, expression))
+            sentences.append(_render_expression(rng, expression))
         refs.append(Ref(index, expressions, sentences))
     return refs
 
