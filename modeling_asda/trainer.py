@@ -109,8 +109,19 @@ class RISTrainer(Trainer):
 
 
 def compute_ris_metrics(eval_prediction) -> dict:
-    """EvalPrediction(predictions=[I, U, low, mid] per sample, label_ids=row index) -> metric dict."""
+    """EvalPrediction(predictions=[I, U, low, mid] per sample, label_ids=row index) -> metric dict.
+
+    Row indices must be 0..N-1, each exactly once: a sample counted twice or lost by a distributed
+    gather would silently bias the metrics, so it is an error.
+    """
     predictions = np.asarray(eval_prediction.predictions)
+    rows = np.asarray(eval_prediction.label_ids).reshape(-1)
+    if rows.size and rows.min() >= 0 and not np.array_equal(np.sort(rows), np.arange(rows.size)):
+        counts = np.bincount(rows)
+        raise RuntimeError(
+            f"evaluation saw {rows.size} predictions but rows {np.flatnonzero(counts != 1)[:10].tolist()} "
+            "were not counted exactly once"
+        )
     metrics = summarize(predictions[:, 0], predictions[:, 1])
     metrics["num_samples"] = int(predictions.shape[0])
     return metrics

@@ -1,0 +1,238 @@
+"""scripts/run_ris.py end to end: outputs, evaluation protocol, recipe pieces, multi-process and resume."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from modeling_asda.trainer import milestone_steps, multistep_factor
+from modeling_asda.training_args import parse_config_overrides
+from modeling_asda.training_data import AugmentationConfig, RISTransform, augment, swap_left_right
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(REPO, "scripts", "run_ris.py")
+TINY_RUN = [
+    "--config_preset", "tiny", "--dataset_name", "synthetic", "--synthetic_seed", "3",
+    "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "4",
+    "--learning_rate", "1e-3", "--lr_schedule", "hf", "--logging_steps", "1", "--report_to", "none",
+]
+
+
+def run_script(args, timeout=600, launcher=None):
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+    command = (launcher or [sys.executable]) + [SCRIPT] + [str(a) for a in args]
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    if result.returncode != 0:
+        raise AssertionError(f"{' '.join(command)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}")
+    return result
+
+
+def read_json(path):
+    with open(path) as handle:
+        return json.load(handle)
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "asda"
+    result = run_script(TINY_RUN + [
+        "--synthetic_num_train", "64", "--synthetic_num_eval", "19", "--eval_splits", "val,test",
+        "--num_train_epochs", "1", "--do_train", "--do_eval", "--save_strategy", "no", "--output_dir", out,
+    ])
+    return out, result.stdout
+
+
+def test_run_writes_hub_ready_folder_results_and_table(trained_run):
+    out, stdout = trained_run
+    files = set(os.listdir(out))
+    for name in ("model.safetensors", "config.json", "modeling_asda.py", "configuration_asda.py",
+                 "processing_asda.py", "image_processing_asda.py", "processor_config.json", "README.md",
+                 "all_results.json", "results.md"):
+        assert name in files, name
+    results = read_json(out / "all_results.json")
+    for split in ("val", "test"):
+        for metric in ("mIoU", "oIoU", "Prec@0.5", "Prec@0.6", "Prec@0.7", "Prec@0.8", "Prec@0.9"):
+            value = results[f"eval_{split}_{metric}"]
+            assert 0.0 <= value <= 1.0
+        assert results[f"eval_{split}_num_samples"] == 19
+    # The paper-style table is printed with the model row and both language-blind baselines.
+    assert "| ASDA (this run) |" in stdout
+    assert "| baseline: whole image |" in stdout and "| baseline: random object |" in stdout
+    card = (out / "README.md").read_text()
+    assert "trust_remote_code=True" in card and "mIoU" in card
+
+
+def test_reported_metrics_equal_an_independent_evaluation_at_original_size(trained_run):
+    """Recompute test-split mIoU/oIoU from the saved checkpoint with numpy, without the Trainer."""
+    from modeling_asda import ASDAForReferringSegmentation, ASDAProcessor
+    from modeling_asda.data_synthetic import build_synthetic_dataset
+
+    out, _ = trained_run
+    model = ASDAForReferringSegmentation.from_pretrained(out).eval()
+    processor = ASDAProcessor.from_pretrained(out)
+    rows = build_synthetic_dataset(num_train=0, num_val=19, num_test=19, seed=3)["test"]
+    ious, inters, unions = [], 0, 0
+    for row in rows:
+        inputs = processor(images=row["image"], text=row["sentence"], return_tensors="pt")
+        with torch.no_grad():
+            logits = model(inputs["pixel_values"], inputs["input_ids"], inputs["attention_mask"]).logits
+        pred = processor.post_process_masks(logits, inputs["original_sizes"], threshold=0.35)[0].numpy()
+        gt = np.asarray(row["mask"]) > 0
+        assert pred.shape == gt.shape == (row["height"], row["width"])
+        i, u = np.logical_and(pred, gt).sum(), np.logical_or(pred, gt).sum()
+        ious.append(1.0 if u == 0 else i / u)
+        inters, unions = inters + i, unions + u
+    results = read_json(out / "all_results.json")
+    assert results["eval_test_mIoU"] == pytest.approx(float(np.mean(ious)), abs=1e-9)
+    assert results["eval_test_oIoU"] == pytest.approx(inters / unions, abs=1e-9)
+    assert results["eval_test_Prec@0.5"] == pytest.approx(float(np.mean(np.array(ious) > 0.5)), abs=1e-9)
+
+
+# ------------------------------------------------------------------------------------ recipe parts
+def test_multistep_schedule_matches_the_paper_milestones():
+    # 30 epochs of 100 steps, x0.1 at epochs 18 and 25.
+    milestones = milestone_steps([18, 25], 30, 3000)
+    assert milestones == [1800, 2500]
+    assert [multistep_factor(s, milestones, 0.1) for s in (0, 1799, 1800, 2499, 2500, 2999)] == pytest.approx(
+        [1, 1, 0.1, 0.1, 0.01, 0.01]
+    )
+
+
+def test_encoder_parameter_groups_use_the_lr_ratio(tmp_path):
+    from modeling_asda import ASDAConfig, ASDAForReferringSegmentation
+    from modeling_asda.trainer import RISTrainer
+    from modeling_asda.training_args import RISTrainingArguments
+
+    model = ASDAForReferringSegmentation(ASDAConfig.tiny())
+    args = RISTrainingArguments(output_dir=str(tmp_path), learning_rate=1e-4, encoder_lr_ratio=0.1, weight_decay=0.01)
+    trainer = RISTrainer(model=model, args=args)
+    optimizer = trainer.create_optimizer()
+    lr_of = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
+    decay_of = {id(p): group["weight_decay"] for group in optimizer.param_groups for p in group["params"]}
+    for name, param in model.named_parameters():
+        encoder = name.startswith(("text_model.", "vision_model."))
+        assert lr_of[id(param)] == pytest.approx(1e-5 if encoder else 1e-4), name
+    assert decay_of[id(model.aligner.decoder.proj.weight)] == 0.01
+    assert decay_of[id(model.aligner.decoder.proj.bias)] == 0.0
+    assert sum(len(g["params"]) for g in optimizer.param_groups) == len(list(model.parameters()))
+
+
+def test_config_overrides_parse_types():
+    assert parse_config_overrides("selection=hard, num_response_masks=16,focal_alpha=0.25,low_candidate_layers=1|2|3,x=true") == {
+        "selection": "hard", "num_response_masks": 16, "focal_alpha": 0.25, "low_candidate_layers": (1, 2, 3), "x": True,
+    }
+    with pytest.raises(ValueError, match="not key=value"):
+        parse_config_overrides("aligner")
+
+
+def test_hflip_swaps_words_and_pixels_and_augmentation_is_seeded_per_sample():
+    assert swap_left_right("The man on the LEFT, left of the leftmost Right car") == \
+        "The man on the RIGHT, right of the rightmost Left car"
+    image = torch.rand(3, 6, 8)
+    mask = torch.zeros(6, 8, dtype=torch.bool)
+    mask[:, :2] = True
+    flip = AugmentationConfig(hflip_prob=1.0)
+    rng = np.random.default_rng(0)
+    out_image, out_mask, sentence = augment(image, mask, "dog on the left", flip, rng, (0.5, 0.5, 0.5))
+    assert torch.equal(out_image, image.flip(-1)) and out_mask[:, -2:].all() and not out_mask[:, :-2].any()
+    assert sentence == "dog on the right"
+    every = AugmentationConfig(hflip_prob=0.5, color_jitter=0.3, affine=True)
+    first = augment(image, mask, "a", every, np.random.default_rng(5), (0.5, 0.5, 0.5))
+    second = augment(image, mask, "a", every, np.random.default_rng(5), (0.5, 0.5, 0.5))
+    assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
+
+
+def test_training_transform_is_deterministic_by_seed_epoch_and_sample():
+    from modeling_asda import ASDAProcessor
+    from modeling_asda.data_synthetic import build_synthetic_dataset
+
+    rows = build_synthetic_dataset(num_train=4, num_val=0, num_test=0, seed=1)["train"][:4]
+    processor = ASDAProcessor(image_size=128, max_length=17)
+    augmentation = AugmentationConfig(hflip_prob=0.5, color_jitter=0.3, affine=True)
+    transform = RISTransform(processor, train=True, augmentation=augmentation, seed=7)
+    a = transform(dict(rows))
+    b = transform(dict(rows))
+    assert all(torch.equal(x, y) for x, y in zip(a["pixel_values"], b["pixel_values"]))
+    transform.epoch = 1
+    c = transform(dict(rows))
+    assert not all(torch.equal(x, y) for x, y in zip(a["pixel_values"], c["pixel_values"]))
+    # The letterboxed label follows the augmented image: padding stays background.
+    assert all(set(label.unique().tolist()) <= {0.0, 1.0} for label in a["labels"])
+
+
+# ------------------------------------------------------------------------------- slow: processes
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_process_accelerate_run_equals_single_process_evaluation(tmp_path):
+    out = tmp_path / "ddp"
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
+                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                "--main_process_port", str(_free_port())]
+    # 37 eval rows: not divisible by 2 processes x 4 per batch, so the last batch is uneven.
+    run_script(TINY_RUN + ["--synthetic_num_train", "96", "--synthetic_num_eval", "37", "--eval_splits", "val",
+                           "--num_train_epochs", "1", "--do_train", "--do_eval", "--save_strategy", "no",
+                           "--output_dir", out], launcher=launcher)
+    distributed = read_json(out / "all_results.json")
+    assert distributed["eval_val_num_samples"] == 37
+    # 96 rows / (2 processes x 8) = 6 optimizer steps.
+    assert read_json(out / "trainer_state.json")["global_step"] == 6
+
+    single_out = tmp_path / "single"
+    run_script(["--model_name_or_path", out, "--dataset_name", "synthetic", "--synthetic_seed", "3",
+                "--synthetic_num_eval", "37", "--eval_splits", "val", "--do_eval", "--per_device_eval_batch_size", "5",
+                "--output_dir", single_out, "--report_to", "none"])
+    single = read_json(single_out / "all_results.json")
+    for metric in ("mIoU", "oIoU", "Prec@0.5", "Prec@0.7", "Prec@0.9", "num_samples"):
+        assert distributed[f"eval_val_{metric}"] == pytest.approx(single[f"eval_val_{metric}"], abs=1e-12), metric
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_from_its_last_checkpoint_with_the_same_result(tmp_path):
+    common = TINY_RUN + ["--synthetic_num_train", "96", "--synthetic_num_eval", "8", "--do_train",
+                         "--num_train_epochs", "2", "--save_strategy", "steps", "--save_steps", "4",
+                         "--hflip_prob", "0.5", "--random_affine", "--seed", "11"]
+    reference = tmp_path / "reference"
+    run_script(common + ["--output_dir", reference])
+
+    interrupted = tmp_path / "interrupted"
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    process = subprocess.Popen([sys.executable, SCRIPT] + [str(a) for a in common + ["--output_dir", interrupted]],
+                               cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoint = interrupted / "checkpoint-12"
+    deadline = time.time() + 300
+    while not (checkpoint / "trainer_state.json").exists():
+        assert process.poll() is None, "training ended before it could be interrupted"
+        assert time.time() < deadline, "no checkpoint-12 within 5 minutes"
+        time.sleep(0.2)
+    time.sleep(0.5)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (interrupted / "model.safetensors").exists(), "the run finished before it was killed"
+
+    run_script(common + ["--output_dir", interrupted, "--resume_from_checkpoint", checkpoint])
+    final = read_json(interrupted / "trainer_state.json")
+    expected = read_json(reference / "trainer_state.json")
+    assert final["global_step"] == expected["global_step"] == 24
+    losses = {entry["step"]: entry["loss"] for entry in final["log_history"] if "loss" in entry}
+    expected_losses = {entry["step"]: entry["loss"] for entry in expected["log_history"] if "loss" in entry}
+    resumed_steps = [step for step in expected_losses if step > 12]
+    assert resumed_steps and all(losses[step] == pytest.approx(expected_losses[step], rel=1e-5) for step in resumed_steps)
+
+    from safetensors.torch import load_file
+
+    a, b = load_file(reference / "model.safetensors"), load_file(interrupted / "model.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
