@@ -107,6 +107,17 @@ class ASDAProcessor(ProcessorMixin):
         super().__init__(image_processor, tokenizer, **kwargs)
 
     @classmethod
+    def _get_arguments_from_pretrained(cls, pretrained_model_name_or_path, processor_dict=None, **kwargs):
+        # Load the sub-processors with our own classes. The default resolves them through
+        # AutoImageProcessor, which demands trust_remote_code even when this class is already loaded
+        # (in-process, or as the remote-code copy next to the checkpoint).
+        hub_keys = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder", "proxies")
+        hub_kwargs = {key: kwargs[key] for key in hub_keys if key in kwargs}
+        image_processor = ASDAImageProcessor.from_pretrained(pretrained_model_name_or_path, **hub_kwargs)
+        tokenizer = CLIPTokenizer.from_pretrained(pretrained_model_name_or_path, **hub_kwargs)
+        return [image_processor, tokenizer]
+
+    @classmethod
     def from_model_config(cls, config, **kwargs) -> "ASDAProcessor":
         """A processor whose image size and text length match an `ASDAConfig`."""
         return cls(image_size=config.image_size, max_length=config.max_text_length, **kwargs)

@@ -25,6 +25,7 @@ from modeling_asda.experiment import (
     load_splits,
     make_trainer,
 )
+from modeling_asda.launch import prepare_cpu_distributed
 from modeling_asda.training_args import DataArguments, ModelArguments, RISTrainingArguments
 
 logger = logging.getLogger(__name__)
@@ -45,6 +46,9 @@ def parse_args(argv):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
+    relaunched = prepare_cpu_distributed(os.path.abspath(__file__), argv)
+    if relaunched is not None:  # the N worker processes did the run
+        raise SystemExit(relaunched)
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
     model_args, data_args, training_args = parse_args(argv)
     log_level = training_args.get_process_log_level()
@@ -78,7 +82,7 @@ def main(argv=None):
     if trainer.is_world_process_zero():
         finish_run(trainer, model_args, data_args, training_args, train_metrics, eval_metrics, splits.raw_eval,
                    wall_seconds=time.time() - start, argv=argv)
-    print(json.dumps({"output_dir": training_args.output_dir, "seconds": round(time.time() - start, 1)}))
+        print(json.dumps({"output_dir": training_args.output_dir, "seconds": round(time.time() - start, 1)}))
 
 
 if __name__ == "__main__":

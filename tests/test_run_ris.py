@@ -177,8 +177,9 @@ def _free_port():
 @pytest.mark.slow
 def test_two_process_accelerate_run_equals_single_process_evaluation(tmp_path):
     out = tmp_path / "ddp"
+    # The command of the README: accelerate's --cpu launcher alone would start one process (no MPI here);
+    # run_ris.py then starts the two gloo processes itself.
     launcher = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
-                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
                 "--main_process_port", str(_free_port())]
     # 37 eval rows: not divisible by 2 processes x 4 per batch, so the last batch is uneven.
     run_script(TINY_RUN + ["--synthetic_num_train", "96", "--synthetic_num_eval", "37", "--eval_splits", "val",
