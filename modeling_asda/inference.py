@@ -1,0 +1,84 @@
+"""Loading a trained ASDA checkpoint (a local folder or a Hub repo) for inference scripts, with its processor."""
+
+import logging
+import os
+
+import torch
+
+from .modeling_asda import ASDAForReferringSegmentation
+from .processing_asda import ASDAProcessor
+
+logger = logging.getLogger(__name__)
+
+
+def resolve_device(device: str | None) -> torch.device:
+    """`None`/"auto" -> cuda when available, else cpu; anything else must name an available device."""
+    if device in (None, "", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as err:
+        raise ValueError(f"--device {device!r} is not a torch device name ({err})") from err
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {device!r}: CUDA is not available on this machine; use --device cpu")
+    return resolved
+
+
+def load_model_and_processor(name_or_path: str, revision: str | None = None, device=None, trust_remote_code: bool | None = None):
+    """The model (this package's class, never the checkpoint's copy of the code) and its processor, in eval mode.
+
+    The processor is loaded from the checkpoint when it was saved there. Its sub-processors are named in the
+    checkpoint's `auto_map`, so transformers asks for `trust_remote_code`; it defaults to True for a local
+    folder (its code is a copy of this package's) and False for a Hub repo. Without it, or when no processor
+    was saved, the processor is rebuilt from the model config (same image size and text length).
+    """
+    if not os.path.isdir(name_or_path) and os.path.exists(name_or_path):
+        raise ValueError(f"--model {name_or_path!r} is a file; pass the checkpoint folder (with config.json) or a Hub id")
+    model = ASDAForReferringSegmentation.from_pretrained(name_or_path, revision=revision)
+    model.to(resolve_device(device) if not isinstance(device, torch.device) else device).eval()
+    if trust_remote_code is None:
+        trust_remote_code = os.path.isdir(name_or_path)
+    processor = None
+    if trust_remote_code:
+        try:
+            processor = ASDAProcessor.from_pretrained(name_or_path, revision=revision, trust_remote_code=True)
+        except OSError:
+            logger.warning(f"{name_or_path}: no processor saved with the checkpoint; building one from its config.")
+    config = model.config
+    if processor is not None and processor.image_processor.image_size != config.image_size:
+        logger.warning(
+            f"{name_or_path}: the saved processor letterboxes to {processor.image_processor.image_size} but the model "
+            f"takes {config.image_size}; using a processor built from the model config."
+        )
+        processor = None
+    if processor is None:
+        processor = ASDAProcessor.from_model_config(config)
+    return model, processor
+
+
+def load_split(dataset_name: str, split: str, dataset_config=None, split_by=None, image_root=None,
+               max_samples: int | None = None, synthetic_num: int = 1000, synthetic_seed: int = 0):
+    """One split of canonical rows (as run_ris.py evaluates it), optionally its first `max_samples` rows.
+
+    For "synthetic", the split is generated with `synthetic_num` rows and `synthetic_seed`, which are
+    run_ris.py's --synthetic_num_eval and --synthetic_seed: the same rows its evaluation used.
+    """
+    from .data_loading import load_referring_dataset
+
+    if dataset_name == "synthetic":
+        sizes = {"train": "num_train", "val": "num_val", "test": "num_test"}
+        if split not in sizes:
+            raise ValueError(f"the synthetic data has splits {list(sizes)}, not {split!r}")
+        counts = {name: 0 for name in sizes.values()}
+        counts[sizes[split]] = synthetic_num
+        dataset = load_referring_dataset("synthetic", seed=synthetic_seed, **counts)
+    else:
+        dataset = load_referring_dataset(
+            dataset_name, dataset_config=dataset_config, split_by=split_by, image_root=image_root, splits=[split]
+        )
+    if split not in dataset:
+        raise ValueError(f"{dataset_name}: no split {split!r}; available: {sorted(dataset)}")
+    rows = dataset[split]
+    if max_samples is not None:
+        rows = rows.select(range(min(max_samples, len(rows))))
+    return rows
