@@ -24,27 +24,22 @@ def resolve_device(device: str | None) -> torch.device:
     return resolved
 
 
-def load_model_and_processor(name_or_path: str, revision: str | None = None, device=None, trust_remote_code: bool | None = None):
-    """The model (this package's class, never the checkpoint's copy of the code) and its processor, in eval mode.
+def load_model_and_processor(name_or_path: str, revision: str | None = None, device=None):
+    """The model and processor of a checkpoint with this package's classes (none of the checkpoint's code runs).
 
-    The processor is loaded from the checkpoint when it was saved there. Its sub-processors are named in the
-    checkpoint's `auto_map`, so transformers asks for `trust_remote_code`; it defaults to True for a local
-    folder (its code is a copy of this package's) and False for a Hub repo. Without it, or when no processor
-    was saved, the processor is rebuilt from the model config (same image size and text length).
+    The model is moved to `device` and put in eval mode. The processor is the one saved with the checkpoint;
+    a checkpoint without one gets a processor built from its config (same image size and text length).
     """
     if not os.path.isdir(name_or_path) and os.path.exists(name_or_path):
         raise ValueError(f"--model {name_or_path!r} is a file; pass the checkpoint folder (with config.json) or a Hub id")
     model = ASDAForReferringSegmentation.from_pretrained(name_or_path, revision=revision)
-    model.to(resolve_device(device) if not isinstance(device, torch.device) else device).eval()
-    if trust_remote_code is None:
-        trust_remote_code = os.path.isdir(name_or_path)
-    processor = None
-    if trust_remote_code:
-        try:
-            processor = ASDAProcessor.from_pretrained(name_or_path, revision=revision, trust_remote_code=True)
-        except OSError:
-            logger.warning(f"{name_or_path}: no processor saved with the checkpoint; building one from its config.")
+    model.to(device if isinstance(device, torch.device) else resolve_device(device)).eval()
     config = model.config
+    try:
+        processor = ASDAProcessor.from_pretrained(name_or_path, revision=revision)
+    except OSError:
+        logger.warning(f"{name_or_path}: no processor saved with the checkpoint; building one from its config.")
+        processor = None
     if processor is not None and processor.image_processor.image_size != config.image_size:
         logger.warning(
             f"{name_or_path}: the saved processor letterboxes to {processor.image_processor.image_size} but the model "

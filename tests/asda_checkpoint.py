@@ -54,3 +54,15 @@ def trained_checkpoint(tmp_path_factory):
     folder = tmp_path_factory.mktemp("asda_checkpoint")
     model, processor = make_trained_checkpoint(folder)
     return folder, model, processor
+
+
+def script_main(name: str):
+    """`main(argv)` of scripts/<name>.py, imported in-process (a subprocess would pay the imports again)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"asda_script_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main

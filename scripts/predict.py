@@ -1,0 +1,68 @@
+#!/usr/bin/env python
+"""Masks for your own images with a trained ASDA checkpoint (a local folder or a Hub repo).
+
+    python scripts/predict.py --model outputs/asda-tiny-synthetic --image photo.png --text "the red circle"
+    python scripts/predict.py --model outputs/asda-tiny-synthetic --image photos/ --text "the star" --text "the big square"
+    python scripts/predict.py --model outputs/asda-tiny-synthetic --image photos/ --expressions expressions.json
+
+For every (image, expression) pair, OUTPUT_DIR gets `<image>_<k>_<expression>_mask.png` (0/255, the
+image's original size) and `<image>_<k>_<expression>_overlay.png` (the mask tinted on the image, the
+expression written on it), and predictions.jsonl lists them with the score and the selected layers.
+--expressions takes a JSON {"image name": "expression" or ["expression", ...]} or a CSV with the header
+`image,text` (one row per pair); names are relative to the --image folder. Unreadable files (missing,
+unsupported type, corrupt) are reported by name and skipped; the last line is a timing summary.
+"""
+
+import argparse
+import logging
+import sys
+
+from transformers.utils import logging as hf_logging
+
+from modeling_asda.batch_predict import format_summary, plan_jobs, predict_files
+from modeling_asda.inference import load_model_and_processor, resolve_device
+from modeling_asda.pipeline_asda import ReferringSegmentationPipeline
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help="ASDA checkpoint folder or Hub repo id")
+    parser.add_argument("--revision", default=None, help="Hub revision (pin a commit sha)")
+    parser.add_argument("--image", required=True, help="an image file or a folder of images")
+    parser.add_argument("--text", action="append", help="an expression; repeat for several (applied to every image)")
+    parser.add_argument("--expressions", help="JSON or CSV file mapping image names to expressions")
+    parser.add_argument("--output_dir", default="predictions")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available)")
+    parser.add_argument("--bf16", action="store_true", help="run the model under bfloat16 autocast")
+    parser.add_argument("--batch_size", type=int, default=8, help="(image, expression) pairs per forward pass")
+    parser.add_argument("--threshold", type=float, default=None, help="mask probability threshold (default: the checkpoint's, 0.35)")
+    args = parser.parse_args(argv)
+    if args.batch_size < 1:
+        parser.error(f"--batch_size must be >= 1, got {args.batch_size}")
+    if args.threshold is not None and not 0 <= args.threshold < 1:
+        parser.error(f"--threshold must be in [0, 1), got {args.threshold}")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(format="%(levelname)s - %(message)s", level=logging.INFO)
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        plan = plan_jobs(args.image, args.text, args.expressions)
+        device = resolve_device(args.device)
+    except (ValueError, FileNotFoundError) as err:
+        raise SystemExit(f"error: {err}")
+    model, processor = load_model_and_processor(args.model, revision=args.revision, device=device)
+    pipe = ReferringSegmentationPipeline(model=model, processor=processor, device=device)
+    summary = predict_files(
+        pipe, plan, args.output_dir, batch_size=args.batch_size, threshold=args.threshold, bf16=args.bf16,
+        progress=len(plan.jobs) > 1,
+    )
+    print(format_summary(summary, device, args.bf16))
+    return 0 if summary["pairs"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
