@@ -1,0 +1,44 @@
+#!/usr/bin/env python
+"""Plot a run's training loss, evaluation metrics (mIoU/oIoU per split) and learning rate against the step.
+
+    python scripts/plot_training.py outputs/asda-tiny-synthetic            # -> outputs/asda-tiny-synthetic/training_curves.png
+    python scripts/plot_training.py outputs/run/checkpoint-500/trainer_state.json --output curves.png
+
+Reads the `log_history` of the run's trainer_state.json (written by run_ris.py). Per-step losses appear when
+--logging_steps is smaller than the number of steps; evaluation points with --eval_strategy steps|epoch
+or the final evaluation. Needs matplotlib (pip install "asda-transformers[viz]").
+"""
+
+import argparse
+import json
+import os
+import sys
+
+from modeling_asda.visualization import plot_training_curves
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run", help="a run's output folder, or its trainer_state.json")
+    parser.add_argument("--output", default=None, help="PNG to write (default: training_curves.png next to the state)")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    path = os.path.join(args.run, "trainer_state.json") if os.path.isdir(args.run) else args.run
+    if not os.path.isfile(path):
+        raise SystemExit(f"error: {path} does not exist (run_ris.py writes it at the end of training)")
+    try:
+        with open(path) as handle:
+            history = json.load(handle)["log_history"]
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise SystemExit(f"error: {path} is not a trainer_state.json with a log_history ({err})")
+    output = args.output or os.path.join(os.path.dirname(os.path.abspath(path)), "training_curves.png")
+    try:
+        series = plot_training_curves(history, output, title=os.path.basename(os.path.dirname(os.path.abspath(path))))
+    except ValueError as err:
+        raise SystemExit(f"error: {path}: {err}")
+    evals = ", ".join(f"{split} {metric}" for split, metric in sorted(series["eval"]))
+    print(f"wrote {output}: {len(series['loss'])} loss points; evaluation: {evals or 'none'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+#!/usr/bin/env python
+"""Which vision layers does the adaptive selection choose, and does the choice follow the expression?
+
+    python scripts/selection_report.py --model outputs/asda-tiny-synthetic --dataset_name synthetic --split val
+    python scripts/selection_report.py --model ckpt --dataset_name path/to/refcoco --dataset_config refcoco --split testA
+
+Evaluates the split with the training run's own evaluation (RISTrainer: masks at the original size), then
+counts the chosen low and mid layers overall, by expression type (relation / position / attributes only,
+read from the words), by expression length in words and by category. Writes OUTPUT_DIR/selection_report.md
+(tables), .json (counts) and .png (bar chart; needs matplotlib) and prints the tables.
+"""
+
+import argparse
+import logging
+import os
+import sys
+
+from transformers.utils import logging as hf_logging
+
+from modeling_asda.inference import load_model_and_processor, load_split, resolve_device
+from modeling_asda.selection_report import build_selection_report, format_selection_markdown, predict_selection, report_to_json
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help="ASDA checkpoint folder or Hub repo id")
+    parser.add_argument("--revision", default=None)
+    parser.add_argument("--dataset_name", default="synthetic")
+    parser.add_argument("--dataset_config", default=None)
+    parser.add_argument("--split_by", default=None)
+    parser.add_argument("--image_root", default=None)
+    parser.add_argument("--split", default="val")
+    parser.add_argument("--max_samples", type=int, default=None)
+    parser.add_argument("--synthetic_num_eval", type=int, default=1000, help="as run_ris.py: rows of the synthetic split")
+    parser.add_argument("--synthetic_seed", type=int, default=0)
+    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--output_dir", default="selection_report")
+    parser.add_argument("--no_plot", action="store_true", help="tables only (no matplotlib needed)")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(format="%(levelname)s - %(message)s", level=logging.INFO)
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+    device = resolve_device(args.device)
+    model, processor = load_model_and_processor(args.model, args.revision, device)
+    rows = load_split(args.dataset_name, args.split, args.dataset_config, args.split_by, args.image_root,
+                      max_samples=args.max_samples, synthetic_num=args.synthetic_num_eval, synthetic_seed=args.synthetic_seed)
+    try:
+        predictions = predict_selection(model, processor, rows, batch_size=args.batch_size, use_cpu=device.type == "cpu")
+    except ValueError as err:
+        raise SystemExit(f"error: {args.model}: {err}")
+    synthetic = len(rows) > 0 and set(rows["source"]) == {"synthetic"}
+    report = build_selection_report(
+        rows["sentence"], rows["category_id"], predictions, model.config.low_candidate_layers,
+        model.config.mid_candidate_layers, synthetic=synthetic,
+    )
+    report["model"], report["dataset"], report["split"] = args.model, args.dataset_name, args.split
+    markdown = f"# Adaptive selection: {args.model} on {args.dataset_name} {args.split}\n\n" + format_selection_markdown(report)
+    os.makedirs(args.output_dir, exist_ok=True)
+    with open(os.path.join(args.output_dir, "selection_report.md"), "w") as handle:
+        handle.write(markdown)
+    with open(os.path.join(args.output_dir, "selection_report.json"), "w") as handle:
+        handle.write(report_to_json(report))
+    print(markdown)
+    if not args.no_plot:
+        from modeling_asda.visualization import plot_selection_report
+
+        plot_selection_report(report, os.path.join(args.output_dir, "selection_report.png"))
+    print(f"wrote {args.output_dir}/selection_report.md, .json" + ("" if args.no_plot else ", .png"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
