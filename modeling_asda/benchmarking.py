@@ -1,0 +1,847 @@
+"""Measuring what ASDA costs on the current machine, next to CLIPSeg and the machine's own limits.
+
+Used by scripts/benchmark.py. Every model runs on random weights built from its config (timing does not
+depend on weight values; nothing is downloaded), except the bf16/fp32 mask agreement, which needs a
+trained checkpoint to mean anything.
+
+How things are measured (the markdown report repeats this):
+
+* time: wall clock (`time.perf_counter`, CUDA synchronised when on a GPU); `warmup` untimed runs, then
+  the MEDIAN of `repeats` timed runs (the minimum is kept in the JSON too).
+* FLOPs: `torch.utils.flop_counter.FlopCounterMode` on one run, per image. It counts matrix products,
+  convolutions and attention (the CPU flash-attention kernel is added here: PyTorch has no formula for
+  it); element-wise work (norms, activations, copies) is not counted. "Achieved GFLOP/s" = counted
+  FLOPs / median time, and its share of the measured matrix-product rate.
+* memory (CPU): each measurement runs in a fresh subprocess; after the model is built the kernel's
+  peak-RSS counter is reset (`/proc/self/clear_refs`), so the peak is the whole process (weights, the
+  torch runtime and the forward's activations) during the forward only. Where that reset is not
+  allowed the peak falls back to `ru_maxrss` (then it includes model construction). On CUDA:
+  `torch.cuda.max_memory_allocated`.
+"""
+
+import contextlib
+import gc
+import io
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
+
+SOT, EOT = 49406, 49407
+TOKENS = 17  # ASDA's expression length (SOT + 15 words + EOT); CLIPSeg gets the same length
+SENTENCE = "the small red circle left of the blue square"
+
+# (target name, comparison) pairs evaluated by `evaluate_targets`; thresholds from issue 5.
+BF16_SPEEDUP_TARGET = 1.8
+BF16_IOU_TARGET = 0.98
+FP32_CEILING_FRACTION_TARGET = 0.70
+PREDICT_OVERHEAD_TARGET = 1.2
+DATA_PIPELINE_FACTOR_TARGET = 5.0
+MEMORY_TARGET_MB = 2000.0  # "2 GB", decimal megabytes of resident memory
+
+
+@dataclass
+class BenchmarkSettings:
+    quick: bool = False
+    repeats: int = 5
+    warmup: int = 1
+    latency_batch: int = 1
+    throughput_batch: int = 8
+    tiny_train_batch: int = 16
+    vit_train_batch: int = 2
+    data_rows: int = 128
+    agreement_samples: int = 64
+    matmul_size: int = 4096
+    checkpoint: str | None = None
+    compile: bool = True
+    memory: bool = True
+    device: str = "cpu"
+    threads: int | None = None
+    sections: tuple = ("ceilings", "forward", "memory", "compile", "training", "data", "predict", "agreement")
+    notes: list = field(default_factory=list)
+
+    @classmethod
+    def quick_settings(cls, **kwargs):
+        """A development run (about a minute or two): fewer repeats, smaller batches, no compile."""
+        defaults = dict(quick=True, repeats=2, warmup=1, throughput_batch=2, vit_train_batch=1, data_rows=48,
+                        agreement_samples=16, matmul_size=2048, compile=False)
+        defaults.update(kwargs)
+        return cls(**defaults)
+
+
+# --------------------------------------------------------------------------------------- primitives
+def synchronize(device: str):
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def timed(fn, repeats: int, warmup: int, device: str = "cpu") -> dict:
+    """Median / min wall time of `fn()` over `repeats` runs after `warmup` runs."""
+    for _ in range(warmup):
+        fn()
+    synchronize(device)
+    times = []
+    for _ in range(max(1, repeats)):
+        gc.collect()
+        start = time.perf_counter()
+        fn()
+        synchronize(device)
+        times.append(time.perf_counter() - start)
+    return {"median_s": statistics.median(times), "min_s": min(times), "times_s": [round(t, 5) for t in times]}
+
+
+def _cpu_sdpa_flops(query, key, value, *args, out_shape=None, **kwargs):
+    return sdpa_flop_count(query, key, value)
+
+
+def _cpu_sdpa_backward_flops(grad_out, query, key, value, *args, out_shape=None, **kwargs):
+    return sdpa_backward_flop_count(grad_out, query, key, value)
+
+
+def _flop_counter() -> FlopCounterMode:
+    aten = torch.ops.aten
+    mapping = {}
+    # PyTorch counts the CUDA attention kernels but has no formula for the CPU flash kernel.
+    if hasattr(aten, "_scaled_dot_product_flash_attention_for_cpu"):
+        mapping[aten._scaled_dot_product_flash_attention_for_cpu] = _cpu_sdpa_flops
+    if hasattr(aten, "_scaled_dot_product_flash_attention_for_cpu_backward"):
+        mapping[aten._scaled_dot_product_flash_attention_for_cpu_backward] = _cpu_sdpa_backward_flops
+    return FlopCounterMode(display=False, custom_mapping=mapping)
+
+
+def count_flops(fn) -> int:
+    """FLOPs of one call of `fn` (matmuls, convolutions, attention; forward and backward if it runs one)."""
+    counter = _flop_counter()
+    with counter:
+        fn()
+    return int(counter.get_total_flops())
+
+
+@contextlib.contextmanager
+def num_threads(threads: int | None):
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def autocast(device: str, dtype: torch.dtype | None):
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.split(":")[0], dtype=dtype)
+
+
+# ------------------------------------------------------------------------------------------ machine
+def cpu_flags() -> set:
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info(device: str) -> dict:
+    import transformers
+
+    flags = cpu_flags()
+    info = {
+        "cpu": cpu_model(),
+        "logical_cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "python": platform.python_version(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "native_bf16": sorted(flag for flag in flags if flag in ("avx512_bf16", "amx_bf16", "amx_tile")),
+        "load_average_at_start": [round(v, 2) for v in os.getloadavg()],
+        "device": device,
+    }
+    if device.startswith("cuda"):
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def matmul_ceiling(dtype: torch.dtype, size: int, settings: BenchmarkSettings) -> dict:
+    """GFLOP/s of one large square matrix product: the practical ceiling of every model below."""
+    generator = torch.Generator().manual_seed(0)
+    a = torch.randn(size, size, generator=generator).to(settings.device, dtype)
+    b = torch.randn(size, size, generator=generator).to(settings.device, dtype)
+    with torch.inference_mode():
+        timing = timed(lambda: a @ b, max(3, settings.repeats), 1, settings.device)
+    return {"dtype": str(dtype).removeprefix("torch."), "size": size,
+            "gflops_per_s": 2 * size**3 / timing["median_s"] / 1e9, **timing}
+
+
+# ------------------------------------------------------------------------------------------- models
+def build_asda(preset: str, **overrides):
+    from .configuration_asda import ASDAConfig
+    from .modeling_asda import ASDAForReferringSegmentation
+
+    torch.manual_seed(0)
+    return ASDAForReferringSegmentation(getattr(ASDAConfig, preset)(**overrides)).eval()
+
+
+def clipseg_config():
+    """CIDAS/clipseg-rd64-refined's dimensions: ViT-B/16 + CLIP text, reduce_dim 64, complex transposed conv.
+
+    Its vision config keeps CLIP's 224 position table; at 352 CLIPSeg interpolates it in every forward
+    pass, as the released model does.
+    """
+    from transformers import CLIPSegConfig
+
+    return CLIPSegConfig(
+        text_config={"bos_token_id": 0, "eos_token_id": 2},
+        vision_config={"patch_size": 16},
+        projection_dim=512,
+        reduce_dim=64,
+        extract_layers=[3, 6, 9],
+        conditional_layer=0,
+        decoder_num_attention_heads=4,
+        decoder_intermediate_size=2048,
+        use_complex_transposed_convolution=True,
+    )
+
+
+def build_clipseg():
+    from transformers import CLIPSegForImageSegmentation
+
+    torch.manual_seed(0)
+    return CLIPSegForImageSegmentation(clipseg_config()).eval()
+
+
+def text_batch(batch: int, length: int = TOKENS, eos: int = EOT, bos: int = SOT, seed: int = 0):
+    """Random CLIP-like ids: [SOT, 10 words, EOT, 0 ...] with its attention mask."""
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.zeros(batch, length, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    words = min(10, length - 2)
+    ids[:, 0] = bos
+    ids[:, 1 : 1 + words] = torch.randint(300, 40000, (batch, words), generator=generator)
+    ids[:, 1 + words] = eos
+    mask[:, : 2 + words] = 1
+    return ids, mask
+
+
+def asda_inputs(config, batch: int, device: str = "cpu", labels: bool = False, seed: int = 0) -> dict:
+    generator = torch.Generator().manual_seed(seed)
+    size = config.image_size
+    ids, mask = text_batch(batch, config.max_text_length, seed=seed)
+    inputs = {"pixel_values": torch.randn(batch, 3, size, size, generator=generator), "input_ids": ids,
+              "attention_mask": mask}
+    if labels:
+        inputs["labels"] = (torch.rand(batch, size, size, generator=generator) > 0.7).float()
+    return {key: value.to(device) for key, value in inputs.items()}
+
+
+def clipseg_inputs(batch: int, device: str = "cpu", size: int = 352, seed: int = 0) -> dict:
+    generator = torch.Generator().manual_seed(seed)
+    ids, mask = text_batch(batch, TOKENS, eos=2, bos=0, seed=seed)
+    inputs = {"pixel_values": torch.randn(batch, 3, size, size, generator=generator), "input_ids": ids,
+              "attention_mask": mask}
+    return {key: value.to(device) for key, value in inputs.items()}
+
+
+def parameter_count(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+# ------------------------------------------------------------------------------------------ forward
+def forward_benchmark(model, make_inputs, settings: BenchmarkSettings, ceiling_gflops: float,
+                      dtype: torch.dtype | None = None) -> dict:
+    """Latency at the latency batch, throughput at the throughput batch, FLOPs and achieved GFLOP/s."""
+    device = settings.device
+    model = model.to(device)
+    result = {"parameters": parameter_count(model)}
+    with torch.inference_mode(), autocast(device, dtype):
+        single = make_inputs(1)
+        result["gflops_per_image"] = count_flops(lambda: model(**single)) / 1e9
+        for key, batch in (("latency", settings.latency_batch), ("throughput", settings.throughput_batch)):
+            inputs = make_inputs(batch)
+            timing = timed(lambda: model(**inputs), settings.repeats, settings.warmup, device)
+            images_per_s = batch / timing["median_s"]
+            result[key] = {"batch": batch, **timing, "images_per_s": images_per_s,
+                           "achieved_gflops_per_s": result["gflops_per_image"] * images_per_s,
+                           "fraction_of_ceiling": result["gflops_per_image"] * images_per_s / ceiling_gflops}
+    return result
+
+
+def compile_benchmark(model, make_inputs, settings: BenchmarkSettings, ceiling_gflops: float, gflops_per_image: float,
+                      dtype: torch.dtype | None = None) -> dict:
+    """`torch.compile` (inductor): compile time, latency at the latency batch, and its deviation from eager."""
+    device = settings.device
+    inputs = make_inputs(settings.latency_batch)
+    try:
+        with torch.inference_mode(), autocast(device, dtype):
+            reference = model(**inputs).logits.float()
+            compiled = torch.compile(model)
+            start = time.perf_counter()
+            first = compiled(**inputs).logits.float()
+            synchronize(device)
+            compile_s = time.perf_counter() - start
+            timing = timed(lambda: compiled(**inputs), settings.repeats, 1, device)
+    except Exception as error:  # the report says plainly that and why compile did not work
+        return {"works": False, "error": f"{type(error).__name__}: {str(error).splitlines()[0][:300]}"}
+    finally:
+        torch._dynamo.reset()
+    images_per_s = settings.latency_batch / timing["median_s"]
+    return {"works": True, "compile_s": compile_s, "latency": {"batch": settings.latency_batch, **timing,
+            "images_per_s": images_per_s, "achieved_gflops_per_s": gflops_per_image * images_per_s,
+            "fraction_of_ceiling": gflops_per_image * images_per_s / ceiling_gflops},
+            "max_abs_logit_difference_vs_eager": float((first - reference).abs().max())}
+
+
+# ------------------------------------------------------------------------------------------- memory
+def _resident_mb(field_name: str) -> float | None:
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith(field_name + ":"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def memory_probe(spec: dict) -> dict:
+    """Runs INSIDE a fresh subprocess: build one model, reset the peak-RSS counter, run one forward."""
+    if spec.get("threads"):
+        torch.set_num_threads(spec["threads"])
+    dtype = torch.bfloat16 if spec["precision"] == "bf16" else None
+    if spec["model"] == "clipseg":
+        model = build_clipseg()
+        inputs = clipseg_inputs(spec["batch"])
+    else:
+        model = build_asda(spec["model"])
+        inputs = asda_inputs(model.config, spec["batch"])
+    gc.collect()
+    before = _resident_mb("VmRSS")
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")  # resets VmHWM (peak RSS) to the current RSS
+        method = "VmHWM after reset (/proc/self/clear_refs)"
+    except OSError:
+        method = "ru_maxrss (includes model construction)"
+    with torch.inference_mode(), autocast("cpu", dtype):
+        model(**inputs)
+    if method.startswith("VmHWM"):
+        peak = _resident_mb("VmHWM")
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"rss_before_forward_mb": before, "peak_rss_mb": peak, "forward_increase_mb": peak - before, "method": method}
+
+
+def peak_memory(model_name: str, batch: int, precision: str, settings: BenchmarkSettings) -> dict:
+    """Peak memory of one forward pass: a subprocess on CPU, the allocator's peak on CUDA."""
+    if settings.device.startswith("cuda"):
+        model = build_clipseg() if model_name == "clipseg" else build_asda(model_name)
+        model = model.to(settings.device)
+        inputs = (clipseg_inputs(batch, settings.device) if model_name == "clipseg"
+                  else asda_inputs(model.config, batch, settings.device))
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated() / 2**20
+        with torch.inference_mode(), autocast(settings.device, torch.bfloat16 if precision == "bf16" else None):
+            model(**inputs)
+        peak = torch.cuda.max_memory_allocated() / 2**20
+        return {"rss_before_forward_mb": before, "peak_rss_mb": peak, "forward_increase_mb": peak - before,
+                "method": "torch.cuda.max_memory_allocated"}
+    spec = {"model": model_name, "batch": batch, "precision": precision, "threads": torch.get_num_threads()}
+    code = ("import json, sys; from modeling_asda.benchmarking import memory_probe; "
+            "print(json.dumps(memory_probe(json.loads(sys.argv[1]))))")
+    done = subprocess.run([sys.executable, "-c", code, json.dumps(spec)], capture_output=True, text=True)
+    if done.returncode != 0:
+        return {"error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# ----------------------------------------------------------------------------------------- training
+def training_benchmark(preset: str, batch: int, settings: BenchmarkSettings, ceiling_gflops: float) -> dict:
+    """One optimisation step (forward with loss, backward, AdamW step) on random inputs and labels."""
+    device = settings.device
+    model = build_asda(preset).to(device).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, weight_decay=0.01)
+    inputs = asda_inputs(model.config, batch, device, labels=True)
+
+    def forward_backward():
+        loss = model(**inputs).loss
+        loss.backward()
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        forward_backward()
+        optimizer.step()
+
+    flops = count_flops(forward_backward)
+    timing = timed(step, settings.repeats if preset == "tiny" else max(1, settings.repeats - 2), settings.warmup, device)
+    samples_per_s = batch / timing["median_s"]
+    del optimizer, model
+    gc.collect()
+    return {"preset": preset, "batch": batch, "image_size": build_config(preset).image_size, **timing,
+            "samples_per_s": samples_per_s, "gflops_per_sample": flops / batch / 1e9,
+            "achieved_gflops_per_s": flops / timing["median_s"] / 1e9,
+            "fraction_of_ceiling": flops / timing["median_s"] / 1e9 / ceiling_gflops}
+
+
+def build_config(preset: str):
+    from .configuration_asda import ASDAConfig
+
+    return getattr(ASDAConfig, preset)()
+
+
+# ------------------------------------------------------------------------------------- data pipeline
+def synthetic_rows(split: str, num_rows: int):
+    from .data_synthetic import SyntheticConfig, generate_split
+
+    return generate_split(split, num_rows, SyntheticConfig(seed=0))
+
+
+def data_pipeline_benchmark(rows, image_size: int, batch: int, settings: BenchmarkSettings, threads: int | None) -> dict:
+    """Samples/s of the training input pipeline: decode + augment + letterbox + tokenize (RISTransform) + collate.
+
+    Batches are fetched as the DataLoader fetches them (`Dataset.__getitems__`), in this process.
+    """
+    from .processing_asda import ASDAProcessor
+    from .training_data import AugmentationConfig, RISTransform, collate_ris
+
+    processor = ASDAProcessor(image_size=image_size, max_length=TOKENS)
+    # The demo recipe's augmentation (configs/demo_synthetic.json): horizontal flip with p = 0.5.
+    transform = RISTransform(processor, train=True, augmentation=AugmentationConfig(hflip_prob=0.5), seed=0)
+    dataset = rows.with_transform(transform)
+    starts = range(0, len(rows), batch)
+
+    def one_pass():
+        for start in starts:
+            collate_ris(dataset.__getitems__(list(range(start, min(start + batch, len(rows))))))
+
+    with num_threads(threads):
+        timing = timed(one_pass, max(1, settings.repeats - 2), 1)
+        used = torch.get_num_threads()
+    return {"image_size": image_size, "batch": batch, "rows": len(rows), "torch_threads": used, **timing,
+            "samples_per_s": len(rows) / timing["median_s"]}
+
+
+# --------------------------------------------------------------------------------------- end to end
+def demo_jpeg(rows, width: int = 640, height: int = 480) -> tuple[bytes, str]:
+    """A COCO-sized JPEG (a synthetic scene, resized) and its expression."""
+    from PIL import Image
+
+    row = rows[0]
+    image = row["image"].convert("RGB").resize((width, height), Image.BILINEAR)
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue(), row["sentence"]
+
+
+def predict_benchmark(model, processor, jpeg: bytes, sentence: str, settings: BenchmarkSettings) -> dict:
+    """decode -> processor -> forward -> post_process_masks (original size), each stage and the whole, at batch 1."""
+    from PIL import Image
+
+    device = settings.device
+    threshold = model.config.mask_threshold
+
+    def decode():
+        image = Image.open(io.BytesIO(jpeg))
+        image.load()
+        return image
+
+    def preprocess(image):
+        return processor(images=image, text=sentence, return_tensors="pt")
+
+    def forward(inputs):
+        return model(pixel_values=inputs["pixel_values"].to(device), input_ids=inputs["input_ids"].to(device),
+                     attention_mask=inputs["attention_mask"].to(device)).logits
+
+    def postprocess(logits, inputs):
+        return processor.post_process_masks(logits, inputs["original_sizes"], threshold=threshold)
+
+    def predict():
+        inputs = preprocess(decode())
+        return postprocess(forward(inputs), inputs)
+
+    with torch.inference_mode():
+        image = decode()
+        inputs = preprocess(image)
+        logits = forward(inputs)
+        mask = predict()[0]
+        stages = {
+            "decode": timed(decode, settings.repeats, settings.warmup),
+            "preprocess": timed(lambda: preprocess(image), settings.repeats, settings.warmup),
+            "forward": timed(lambda: forward(inputs), settings.repeats, settings.warmup, device),
+            "postprocess": timed(lambda: postprocess(logits, inputs), settings.repeats, settings.warmup),
+            "predict": timed(predict, settings.repeats, settings.warmup, device),
+        }
+    return {"image": f"{image.width}x{image.height} JPEG", "mask_shape": list(mask.shape),
+            "stages_s": {name: t["median_s"] for name, t in stages.items()},
+            "overhead_ratio": stages["predict"]["median_s"] / stages["forward"]["median_s"], "timings": stages}
+
+
+# ----------------------------------------------------------------------------------- bf16 agreement
+def load_checkpoint(path: str):
+    from .modeling_asda import ASDAForReferringSegmentation
+    from .processing_asda import ASDAProcessor
+
+    model = ASDAForReferringSegmentation.from_pretrained(path).eval()
+    try:
+        processor = ASDAProcessor.from_pretrained(path)
+    except (OSError, ValueError):
+        processor = ASDAProcessor.from_model_config(model.config)
+    return model, processor
+
+
+def mask_iou(a: torch.Tensor, b: torch.Tensor) -> float:
+    union = (a | b).sum().item()
+    return 1.0 if union == 0 else (a & b).sum().item() / union
+
+
+def bf16_agreement(checkpoint: str, rows, settings: BenchmarkSettings) -> dict:
+    """fp32 vs bf16-autocast masks of a trained checkpoint on synthetic validation rows, at the original size."""
+    model, processor = load_checkpoint(checkpoint)
+    device = settings.device
+    model = model.to(device)
+    threshold = model.config.mask_threshold
+    images = [row["image"] for row in rows]
+    inputs = processor(images=images, text=[row["sentence"] for row in rows], return_tensors="pt")
+    model_inputs = {key: inputs[key].to(device) for key in ("pixel_values", "input_ids", "attention_mask")}
+    ious, intersection, union, gt_ious = [], 0, 0, {"fp32": [], "bf16": []}
+    with torch.inference_mode():
+        full = model(**model_inputs).logits.float()
+        with autocast(device, torch.bfloat16):
+            half = model(**model_inputs).logits.float()
+        masks_full = processor.post_process_masks(full.cpu(), inputs["original_sizes"], threshold=threshold)
+        masks_half = processor.post_process_masks(half.cpu(), inputs["original_sizes"], threshold=threshold)
+    for row, a, b in zip(rows, masks_full, masks_half):
+        ious.append(mask_iou(a, b))
+        intersection += (a & b).sum().item()
+        union += (a | b).sum().item()
+        gt = torch.from_numpy(np.asarray(row["mask"]) > 0)
+        gt_ious["fp32"].append(mask_iou(a, gt))
+        gt_ious["bf16"].append(mask_iou(b, gt))
+
+    make = lambda batch: {key: value[:batch] for key, value in model_inputs.items()}  # noqa: E731
+    speed = {}
+    with torch.inference_mode():
+        for name, dtype in (("fp32", None), ("bf16", torch.bfloat16)):
+            with autocast(device, dtype):
+                batch = make(min(settings.throughput_batch, len(rows)))
+                speed[name] = timed(lambda: model(**batch), settings.repeats, settings.warmup, device)["median_s"]
+    return {
+        "checkpoint": checkpoint, "samples": len(rows), "threshold": threshold,
+        "mean_iou_bf16_vs_fp32": statistics.fmean(ious), "min_iou_bf16_vs_fp32": min(ious),
+        "overall_iou_bf16_vs_fp32": 1.0 if union == 0 else intersection / union,
+        "max_abs_logit_difference": float((full - half).abs().max()),
+        "mIoU_vs_ground_truth": {k: statistics.fmean(v) for k, v in gt_ious.items()},
+        "bf16_speedup_on_checkpoint": speed["fp32"] / speed["bf16"],
+    }
+
+
+# -------------------------------------------------------------------------------------------- run it
+def run_benchmark(settings: BenchmarkSettings, log=print) -> dict:
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    results = {"settings": {k: v for k, v in asdict(settings).items() if k != "notes"},
+               "machine": machine_info(settings.device)}
+    started = time.perf_counter()
+    sections = set(settings.sections)
+    dev = settings.device
+
+    def stamp(message):
+        log(f"[{time.perf_counter() - started:6.1f}s] {message}")
+
+    ceiling = {}
+    if "ceilings" in sections or "forward" in sections or "training" in sections:
+        for dtype in (torch.float32, torch.bfloat16):
+            ceiling[dtype] = matmul_ceiling(dtype, settings.matmul_size, settings)
+            stamp(f"matmul {dtype}: {ceiling[dtype]['gflops_per_s']:.1f} GFLOP/s")
+        results["ceilings"] = {str(k).removeprefix("torch."): v for k, v in ceiling.items()}
+    fp32_rate = ceiling[torch.float32]["gflops_per_s"] if ceiling else float("nan")
+    bf16_rate = ceiling[torch.bfloat16]["gflops_per_s"] if ceiling else float("nan")
+
+    forward = results["forward"] = {}
+    if "forward" in sections:
+        asda = build_asda("vit_b16")
+        make = lambda batch: asda_inputs(asda.config, batch, dev)  # noqa: E731
+        forward["asda_vit_b16_fp32"] = forward_benchmark(asda, make, settings, fp32_rate)
+        stamp(f"ASDA fp32: {_summary(forward['asda_vit_b16_fp32'])}")
+        forward["asda_vit_b16_bf16"] = forward_benchmark(asda, make, settings, bf16_rate, torch.bfloat16)
+        stamp(f"ASDA bf16 autocast: {_summary(forward['asda_vit_b16_bf16'])}")
+        if "compile" in sections and settings.compile:
+            gflops = forward["asda_vit_b16_fp32"]["gflops_per_image"]
+            forward["asda_vit_b16_fp32_compiled"] = compile_benchmark(asda, make, settings, fp32_rate, gflops)
+            stamp(f"ASDA torch.compile fp32: {forward['asda_vit_b16_fp32_compiled']}")
+        del asda
+        gc.collect()
+        clipseg = build_clipseg()
+        forward["clipseg_rd64_fp32"] = forward_benchmark(clipseg, lambda b: clipseg_inputs(b, dev), settings, fp32_rate)
+        stamp(f"CLIPSeg fp32: {_summary(forward['clipseg_rd64_fp32'])}")
+        del clipseg
+        gc.collect()
+
+    if "memory" in sections and settings.memory:
+        memory = results["memory"] = {}
+        for name, model_name, precision in (("asda_vit_b16_fp32", "vit_b16", "fp32"),
+                                            ("asda_vit_b16_bf16", "vit_b16", "bf16"),
+                                            ("clipseg_rd64_fp32", "clipseg", "fp32")):
+            if settings.quick and name != "asda_vit_b16_fp32":
+                continue
+            memory[name] = peak_memory(model_name, settings.latency_batch, precision, settings)
+            stamp(f"memory {name}: {memory[name]}")
+
+    need_rows = {"data", "predict", "agreement"} & sections
+    rows = synthetic_rows("train", settings.data_rows) if need_rows else None
+    if "training" in sections:
+        training = results["training"] = {}
+        for preset, batch in (("tiny", settings.tiny_train_batch), ("vit_b16", settings.vit_train_batch)):
+            training[preset] = training_benchmark(preset, batch, settings, fp32_rate)
+            stamp(f"training {preset}: {training[preset]['samples_per_s']:.2f} samples/s")
+    if "data" in sections:
+        data = results["data_pipeline"] = {}
+        for preset, batch in (("tiny", settings.tiny_train_batch), ("vit_b16", settings.vit_train_batch)):
+            size = build_config(preset).image_size
+            # 1 thread: what a DataLoader worker gets; the main-process count: dataloader_num_workers=0.
+            data[preset] = {
+                "worker_1_thread": data_pipeline_benchmark(rows, size, batch, settings, threads=1),
+                "main_process": data_pipeline_benchmark(rows, size, batch, settings, threads=None),
+            }
+            stamp(f"data pipeline {preset}: {data[preset]['worker_1_thread']['samples_per_s']:.1f} samples/s (1 thread)")
+    if "predict" in sections:
+        from .processing_asda import ASDAProcessor
+
+        jpeg, sentence = demo_jpeg(rows)
+        predict = results["predict"] = {}
+        candidates = [("asda_vit_b16", lambda: build_asda("vit_b16"))]
+        if settings.checkpoint:
+            candidates.append(("checkpoint", lambda: load_checkpoint(settings.checkpoint)[0]))
+        else:
+            candidates.append(("asda_tiny", lambda: build_asda("tiny")))
+        for name, build in candidates:
+            model = build().to(dev)
+            processor = ASDAProcessor.from_model_config(model.config)
+            predict[name] = predict_benchmark(model, processor, jpeg, sentence, settings)
+            stamp(f"predict {name}: x{predict[name]['overhead_ratio']:.3f} of the forward")
+            del model
+            gc.collect()
+    if "agreement" in sections:
+        if settings.checkpoint:
+            val = synthetic_rows("val", settings.agreement_samples)
+            results["bf16_agreement"] = bf16_agreement(settings.checkpoint, [val[i] for i in range(len(val))], settings)
+            stamp(f"bf16 agreement: {results['bf16_agreement']}")
+        else:
+            results["bf16_agreement"] = {"skipped": "no --checkpoint given"}
+    results["targets"] = evaluate_targets(results)
+    results["wall_s"] = time.perf_counter() - started
+    results["machine"]["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
+    return results
+
+
+def _summary(entry: dict) -> str:
+    lat, thr = entry["latency"], entry["throughput"]
+    return (f"{entry['gflops_per_image']:.1f} GFLOP/img, b{lat['batch']} {lat['median_s']:.3f} s, "
+            f"b{thr['batch']} {thr['images_per_s']:.2f} img/s = {thr['achieved_gflops_per_s']:.1f} GFLOP/s "
+            f"({100 * thr['fraction_of_ceiling']:.0f}% of ceiling)")
+
+
+# ------------------------------------------------------------------------------------------ targets
+def _get(results: dict, *keys):
+    for key in keys:
+        if not isinstance(results, dict) or key not in results:
+            return None
+        results = results[key]
+    return results
+
+
+def evaluate_targets(results: dict) -> list[dict]:
+    """Issue 5's targets: each with the measured value, the threshold and met / not met / not measured."""
+    targets = []
+
+    def add(name, value, threshold, met, detail=""):
+        targets.append({"target": name, "value": value, "threshold": threshold,
+                        "met": None if value is None else bool(met), "detail": detail})
+
+    fp32 = _get(results, "forward", "asda_vit_b16_fp32")
+    clip = _get(results, "forward", "clipseg_rd64_fp32")
+    bf16 = _get(results, "forward", "asda_vit_b16_bf16")
+    ceiling = _get(results, "ceilings", "float32", "gflops_per_s")
+    for key in ("throughput", "latency"):
+        a = _get(fp32, key, "achieved_gflops_per_s")
+        c = _get(clip, key, "achieved_gflops_per_s")
+        add(f"ASDA fp32 GFLOP/s >= CLIPSeg's ({key})", a, c, a is not None and c is not None and a >= c,
+            f"ASDA {a:.1f} vs CLIPSeg {c:.1f} GFLOP/s" if a and c else "")
+        add(f"ASDA fp32 GFLOP/s >= {FP32_CEILING_FRACTION_TARGET:.0%} of the fp32 matmul rate ({key})",
+            _get(fp32, key, "fraction_of_ceiling"), FP32_CEILING_FRACTION_TARGET,
+            (_get(fp32, key, "fraction_of_ceiling") or 0) >= FP32_CEILING_FRACTION_TARGET,
+            f"{a:.1f} of {ceiling:.1f} GFLOP/s" if a and ceiling else "")
+    for key in ("throughput", "latency"):
+        f, h = _get(fp32, key, "median_s"), _get(bf16, key, "median_s")
+        speedup = f / h if f and h else None
+        add(f"bf16 autocast >= {BF16_SPEEDUP_TARGET}x faster than fp32 ({key}, vit_b16)", speedup,
+            BF16_SPEEDUP_TARGET, speedup is not None and speedup >= BF16_SPEEDUP_TARGET)
+    agreement = _get(results, "bf16_agreement", "mean_iou_bf16_vs_fp32")
+    add(f"bf16 masks agree with fp32 (mean IoU >= {BF16_IOU_TARGET}) on the checkpoint", agreement, BF16_IOU_TARGET,
+        agreement is not None and agreement >= BF16_IOU_TARGET, _get(results, "bf16_agreement", "checkpoint") or "")
+    ratio = _get(results, "predict", "asda_vit_b16", "overhead_ratio")
+    add(f"end-to-end predict <= {PREDICT_OVERHEAD_TARGET}x the bare forward (vit_b16, batch 1)", ratio,
+        PREDICT_OVERHEAD_TARGET, ratio is not None and ratio <= PREDICT_OVERHEAD_TARGET)
+    for preset in ("tiny", "vit_b16"):
+        data = _get(results, "data_pipeline", preset, "worker_1_thread", "samples_per_s")
+        train = _get(results, "training", preset, "samples_per_s")
+        factor = data / train if data and train else None
+        add(f"data pipeline >= {DATA_PIPELINE_FACTOR_TARGET}x the training step's samples/s ({preset})", factor,
+            DATA_PIPELINE_FACTOR_TARGET, factor is not None and factor >= DATA_PIPELINE_FACTOR_TARGET,
+            f"{data:.1f} vs {train:.2f} samples/s" if factor else "")
+    peak = _get(results, "memory", "asda_vit_b16_fp32", "peak_rss_mb")
+    add(f"vit_b16 fp32 batch-1 inference peak memory <= {MEMORY_TARGET_MB:.0f} MB", peak, MEMORY_TARGET_MB,
+        peak is not None and peak <= MEMORY_TARGET_MB, _get(results, "memory", "asda_vit_b16_fp32", "method") or "")
+    return targets
+
+
+# ----------------------------------------------------------------------------------------- markdown
+def _fmt(value, digits=2, scale=1.0, suffix=""):
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return f"{value * scale:.{digits}f}{suffix}"
+
+
+def to_markdown(results: dict, command: str = "") -> str:
+    machine = results["machine"]
+    settings = results["settings"]
+    lines = []
+    lines.append(f"Machine: {machine['cpu']}, {machine['logical_cpus']} logical CPUs, torch {machine['torch']} "
+                 f"({machine['cpu_capability']}), {machine['torch_threads']} torch threads, native bf16: "
+                 f"{', '.join(machine['native_bf16']) or 'none'}; device {machine['device']}. Load average "
+                 f"{machine['load_average_at_start']} at the start, {machine.get('load_average_at_end')} at the end.")
+    if command:
+        lines.append(f"Command: `{command}` ({'quick' if settings['quick'] else 'full'} run, "
+                     f"{settings['repeats']} timed repeats after {settings['warmup']} warm-up; medians; "
+                     f"wall {results.get('wall_s', 0) / 60:.1f} min).")
+    lines.append("")
+    ceilings = results.get("ceilings", {})
+    if ceilings:
+        lines.append("| ceiling | GFLOP/s |")
+        lines.append("|---|---:|")
+        for name, entry in ceilings.items():
+            lines.append(f"| {entry['size']}x{entry['size']} matrix product, {name} | {entry['gflops_per_s']:.1f} |")
+        lines.append("")
+    forward, memory = results.get("forward", {}), results.get("memory", {})
+    if forward:
+        lines.append("| model (inference) | params (M) | GFLOP / image | latency b1 (s) | throughput (img/s) "
+                     "| achieved GFLOP/s (b1 / batch) | % of matmul ceiling (b1 / batch) | peak RSS b1 (MB) |")
+        lines.append("|---|---:|---:|---:|---:|---:|---:|---:|")
+        labels = {"asda_vit_b16_fp32": "ASDA vit_b16 416², fp32", "asda_vit_b16_bf16": "ASDA vit_b16 416², bf16 autocast",
+                  "asda_vit_b16_fp32_compiled": "ASDA vit_b16 416², fp32, torch.compile",
+                  "clipseg_rd64_fp32": "CLIPSeg rd64-refined 352², fp32"}
+        for name, entry in forward.items():
+            label = labels.get(name, name)
+            mem = _get(memory, name, "peak_rss_mb")
+            if "compiled" in name:
+                if not entry.get("works"):
+                    lines.append(f"| {label} | | | did not work: {entry.get('error')} | | | | |")
+                    continue
+                lat = entry["latency"]
+                lines.append(f"| {label} (compile {entry['compile_s']:.0f} s) | | | {lat['median_s']:.3f} | – | "
+                             f"{lat['achieved_gflops_per_s']:.1f} / – | {100 * lat['fraction_of_ceiling']:.0f}% / – | – |")
+                continue
+            lat, thr = entry["latency"], entry["throughput"]
+            lines.append(
+                f"| {label} | {entry['parameters'] / 1e6:.1f} | {entry['gflops_per_image']:.1f} | {lat['median_s']:.3f} "
+                f"| {thr['images_per_s']:.2f} (b{thr['batch']}) | {lat['achieved_gflops_per_s']:.1f} / "
+                f"{thr['achieved_gflops_per_s']:.1f} | {100 * lat['fraction_of_ceiling']:.0f}% / "
+                f"{100 * thr['fraction_of_ceiling']:.0f}% | {_fmt(mem, 0)} |")
+        lines.append("")
+        lines.append("bf16 rows are compared with the bf16 matrix-product ceiling, fp32 rows with the fp32 one.")
+        lines.append("")
+    training, data = results.get("training", {}), results.get("data_pipeline", {})
+    if training:
+        lines.append("| training step (fwd + bwd + AdamW), fp32 | batch | image | step (s) | samples/s "
+                     "| GFLOP / sample | achieved GFLOP/s | data pipeline samples/s (1 thread / main) | data ÷ train |")
+        lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for preset, entry in training.items():
+            worker = _get(data, preset, "worker_1_thread", "samples_per_s")
+            main = _get(data, preset, "main_process", "samples_per_s")
+            factor = worker / entry["samples_per_s"] if worker else None
+            lines.append(f"| ASDA {preset} | {entry['batch']} | {entry['image_size']}² | {entry['median_s']:.3f} | "
+                         f"{entry['samples_per_s']:.2f} | {entry['gflops_per_sample']:.1f} | "
+                         f"{entry['achieved_gflops_per_s']:.1f} | {_fmt(worker, 1)} / {_fmt(main, 1)} | "
+                         f"{_fmt(factor, 1, suffix='x')} |")
+        lines.append("")
+    predict = results.get("predict", {})
+    if predict:
+        lines.append("| end-to-end predict, batch 1, fp32 | decode (ms) | preprocess (ms) | forward (ms) "
+                     "| post-process (ms) | predict (ms) | predict ÷ forward |")
+        lines.append("|---|---:|---:|---:|---:|---:|---:|")
+        for name, entry in predict.items():
+            s = entry["stages_s"]
+            lines.append(f"| {name} ({entry['image']} -> {entry['mask_shape'][0]}x{entry['mask_shape'][1]} mask) | "
+                         f"{s['decode'] * 1e3:.1f} | {s['preprocess'] * 1e3:.1f} | {s['forward'] * 1e3:.1f} | "
+                         f"{s['postprocess'] * 1e3:.1f} | {s['predict'] * 1e3:.1f} | {entry['overhead_ratio']:.3f} |")
+        lines.append("")
+    agreement = results.get("bf16_agreement", {})
+    if agreement and "skipped" not in agreement:
+        lines.append(
+            f"bf16 vs fp32 on `{agreement['checkpoint']}` ({agreement['samples']} synthetic val rows, masks at the "
+            f"original size, threshold {agreement['threshold']}): mean IoU {agreement['mean_iou_bf16_vs_fp32']:.4f} "
+            f"(min {agreement['min_iou_bf16_vs_fp32']:.4f}, pooled {agreement['overall_iou_bf16_vs_fp32']:.4f}); "
+            f"mIoU vs ground truth fp32 {agreement['mIoU_vs_ground_truth']['fp32']:.4f}, bf16 "
+            f"{agreement['mIoU_vs_ground_truth']['bf16']:.4f}; bf16 speed-up on this checkpoint "
+            f"{agreement['bf16_speedup_on_checkpoint']:.2f}x.")
+        lines.append("")
+    elif agreement:
+        lines.append(f"bf16 mask agreement: skipped ({agreement['skipped']}).")
+        lines.append("")
+    targets = results.get("targets", [])
+    if targets:
+        lines.append("| target | measured | threshold | met |")
+        lines.append("|---|---:|---:|---|")
+        for t in targets:
+            met = "not measured" if t["met"] is None else ("**yes**" if t["met"] else "**no**")
+            detail = f" ({t['detail']})" if t["detail"] else ""
+            lines.append(f"| {t['target']}{detail} | {_fmt(t['value'], 3)} | {_fmt(t['threshold'], 2)} | {met} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+DOC_BEGIN = "<!-- benchmark:begin (generated by scripts/benchmark.py; edits here are overwritten) -->"
+DOC_END = "<!-- benchmark:end -->"
+
+
+def update_document(path: str, markdown: str):
+    """Replace the generated block of `path` (between DOC_BEGIN and DOC_END) with `markdown`."""
+    with open(path) as handle:
+        text = handle.read()
+    if DOC_BEGIN not in text or DOC_END not in text:
+        raise ValueError(f"{path} has no generated block: add the lines\n{DOC_BEGIN}\n{DOC_END}\nwhere the tables go")
+    head, rest = text.split(DOC_BEGIN, 1)
+    _, tail = rest.split(DOC_END, 1)
+    with open(path, "w") as handle:
+        handle.write(f"{head}{DOC_BEGIN}\n{markdown}\n{DOC_END}{tail}")
+
+
+__all__ = ["BenchmarkSettings", "run_benchmark", "to_markdown", "update_document", "evaluate_targets", "count_flops",
+           "timed", "memory_probe"]
