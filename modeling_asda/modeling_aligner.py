@@ -117,8 +117,46 @@ class LocalVisualAttention(nn.Module):
         return self.norm(tokens)
 
 
+def _fold_taps(weight: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The 3 taps of a kernel along `dim` -> the 2 taps seen by even and by odd outputs after a nearest 2x upsampling."""
+    first, middle, last = weight.unbind(dim)
+    return torch.stack([first, middle + last], dim), torch.stack([first + middle, last], dim)
+
+
+def upsample2x_conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """`conv2d(interpolate(x, scale_factor=2, mode="nearest"), weight, bias, padding=1)` without the upsampled map.
+
+    Output row 2i sees input rows (i-1, i) with taps (w0, w1 + w2); row 2i + 1 sees (i, i+1) with (w0 + w1, w2);
+    columns likewise. Each of the 4 output parities is therefore a 2x2 convolution of the small map: 16 instead of
+    36 multiply-adds per output, and no 4x larger intermediate. The same sums up to floating-point rounding.
+    """
+    batch, _, height, width = x.shape
+    padded = F.pad(x, (1, 1, 1, 1))
+    row_taps = _fold_taps(weight, 2)
+    out = None
+    for a in (0, 1):
+        column_taps = _fold_taps(row_taps[a], 3)
+        for b in (0, 1):
+            phase = F.conv2d(padded[:, :, a : a + height + 1, b : b + width + 1], column_taps[b], bias)
+            if out is None:
+                channels_last = phase.is_contiguous(memory_format=torch.channels_last) and not phase.is_contiguous()
+                layout = torch.channels_last if channels_last else torch.contiguous_format
+                shape = (batch, phase.shape[1], 2 * height, 2 * width)
+                out = torch.empty(shape, dtype=phase.dtype, device=phase.device, memory_format=layout)
+            # Interleave in place: one write of the output instead of stack + permute copies.
+            if out.is_contiguous():
+                out.view(batch, -1, height, 2, width, 2)[:, :, :, a, :, b] = phase
+            else:
+                out.permute(0, 2, 3, 1).view(batch, height, 2, width, 2, -1)[:, :, a, :, b] = phase.permute(0, 2, 3, 1)
+    return out
+
+
 class SegmentationDecoder(nn.Module):
-    """Eq. 7: three (2x nearest upsample + 3x3 conv) stages, then a 1x1 conv to `out_channels` maps at 8x the grid."""
+    """Eq. 7: three (2x nearest upsample + 3x3 conv) stages, then a 1x1 conv to `out_channels` maps at 8x the grid.
+
+    The modules (and checkpoint keys) are those of the plain upsample + conv stack; the forward pass fuses each
+    upsample into its convolution (`upsample2x_conv3x3`), which is 2.25x fewer FLOPs for the same result.
+    """
 
     def __init__(self, in_channels: int, hidden_dim: int, out_channels: int):
         super().__init__()
@@ -129,7 +167,11 @@ class SegmentationDecoder(nn.Module):
         self.proj = nn.Conv2d(hidden_dim, out_channels, kernel_size=1)
 
     def forward(self, feature_map: torch.Tensor) -> torch.Tensor:
-        return self.proj(self.stages(feature_map))
+        hidden = feature_map
+        for block in self.stages[1::2]:
+            conv, norm, activation = block
+            hidden = activation(norm(upsample2x_conv3x3(hidden, conv.weight, conv.bias)))
+        return self.proj(hidden)
 
 
 class CoefficientHead(nn.Module):
