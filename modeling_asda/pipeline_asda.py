@@ -12,6 +12,7 @@ under `custom_pipelines` (written by `add_pipeline_to_checkpoint` or `ReferringS
 which is how `pipeline(...)` finds it without a local registration.
 """
 
+import json
 import os
 from pathlib import Path
 
@@ -209,16 +210,24 @@ def _pipeline_entry() -> dict:
     }
 
 
-def add_pipeline_to_checkpoint(save_directory, model) -> None:
-    """Make a folder already written by `model.save_pretrained` (and the processor's) load with `pipeline(TASK, ...)`.
+def add_pipeline_to_checkpoint(save_directory, model=None) -> None:
+    """Make a checkpoint folder (weights, config and processor already saved) load with `pipeline(TASK, ...)`.
 
-    Writes `custom_pipelines` into `model.config` and `config.json`, and copies this file next to the
-    weights; the weights are not written again.
+    Adds `custom_pipelines` to the folder's `config.json` (the rest of the file is kept as saved) and copies
+    this file next to the weights; nothing is written again. With `model`, its config gets the entry too,
+    so that later `save_pretrained` calls keep it.
     """
-    if not os.path.isfile(os.path.join(save_directory, "config.json")):
+    config_file = os.path.join(save_directory, "config.json")
+    if not os.path.isfile(config_file):
         raise FileNotFoundError(f"{save_directory} has no config.json; save the model there first")
-    model.config.custom_pipelines = _pipeline_entry()
-    model.config.save_pretrained(save_directory)
+    with open(config_file, encoding="utf-8") as handle:
+        config = json.load(handle)
+    config["custom_pipelines"] = _pipeline_entry()
+    with open(config_file, "w", encoding="utf-8") as handle:
+        json.dump(config, handle, indent=2, sort_keys=True)
+        handle.write("\n")
+    if model is not None:
+        model.config.custom_pipelines = _pipeline_entry()
     custom_object_save(ReferringSegmentationPipeline, save_directory)
 
 

@@ -54,7 +54,12 @@ def test_saved_folder_has_the_pipeline_entry(trained_checkpoint):  # noqa: F811
         TASK: {"impl": "pipeline_asda.ReferringSegmentationPipeline", "pt": ["AutoModel"], "type": "multimodal"}
     }
     assert (folder / "pipeline_asda.py").read_text() == open(pipeline_asda.__file__).read()
-    assert config["auto_map"]["AutoModel"] == "modeling_asda.ASDAForReferringSegmentation"
+    assert config["auto_map"]["AutoModel"] == "modeling_asda.ASDAForReferringSegmentation"  # kept as saved
+
+
+def test_adding_the_pipeline_needs_a_saved_checkpoint(tmp_path):
+    with pytest.raises(FileNotFoundError, match="has no config.json"):
+        pipeline_asda.add_pipeline_to_checkpoint(tmp_path)
 
 
 def test_fresh_offline_process_pipeline_equals_model_and_processor(trained_checkpoint, pairs, tmp_path):  # noqa: F811

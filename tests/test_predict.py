@@ -167,3 +167,14 @@ def test_missing_image_argument_is_an_error(trained_checkpoint, tmp_path):  # no
     folder, _, _ = trained_checkpoint
     with pytest.raises(SystemExit, match="does not exist"):
         predict(["--model", str(folder), "--image", str(tmp_path / "nope.png"), "--text", "a"])
+
+
+def test_bf16_autocast_runs_and_stays_close_to_fp32(trained_checkpoint, image_folder, tmp_path, capsys):  # noqa: F811
+    folder, model, processor = trained_checkpoint
+    out = tmp_path / "out"
+    assert predict(["--model", str(folder), "--image", str(image_folder / "scene.png"), "--text", "the red circle",
+                    "--output_dir", str(out), "--bf16", "--device", "cpu"]) == 0
+    assert "with bf16 autocast" in capsys.readouterr().out
+    mask = np.asarray(Image.open(out / read_index(out)[0]["mask"])) > 0
+    want, _ = expected_mask(model, processor, Image.open(image_folder / "scene.png").convert("RGB"), "the red circle")
+    assert mask.shape == want.shape and (mask == want).mean() > 0.9
