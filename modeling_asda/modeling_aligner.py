@@ -169,8 +169,7 @@ class SegmentationDecoder(nn.Module):
     def forward(self, feature_map: torch.Tensor) -> torch.Tensor:
         hidden = feature_map
         for block in self.stages[1::2]:
-            conv, norm, activation = block
-            hidden = activation(norm(upsample2x_conv3x3(hidden, conv.weight, conv.bias)))
+            hidden = block(hidden, conv_fn=upsample2x_conv3x3)
         return self.proj(hidden)
 
 

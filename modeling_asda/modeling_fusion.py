@@ -13,7 +13,12 @@ from torch import nn
 
 
 class ConvNormAct(nn.Sequential):
-    """Conv (no bias) + BatchNorm + LeakyReLU(0.1), the published code's basic block."""
+    """Conv (no bias) + BatchNorm + LeakyReLU(0.1), the published code's basic block.
+
+    With the BatchNorm in eval mode its affine map is folded into the convolution's weight and bias (one pass
+    over the output instead of three), and the activation always runs in place. Same result up to rounding;
+    gradients still reach the conv and BatchNorm parameters.
+    """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int):
         super().__init__(
@@ -21,6 +26,21 @@ class ConvNormAct(nn.Sequential):
             nn.BatchNorm2d(out_channels),
             nn.LeakyReLU(0.1),
         )
+
+    def forward(self, x: torch.Tensor, conv_fn=None) -> torch.Tensor:
+        """`conv_fn(x, weight, bias)` replaces the plain convolution (the decoder's fused upsample + conv)."""
+        conv, norm, activation = self
+        conv_fn = conv_fn or conv._conv_forward
+        if norm.training or norm.running_var is None:
+            out = norm(conv_fn(x, conv.weight, conv.bias))
+        else:
+            scale = norm.weight * torch.rsqrt(norm.running_var + norm.eps)
+            bias = norm.bias - norm.running_mean * scale
+            if conv.bias is not None:
+                bias = bias + conv.bias * scale
+            out = conv_fn(x, conv.weight * scale[:, None, None, None], bias)
+        # In place is safe: neither the conv's nor the BatchNorm's backward reads this output.
+        return F.leaky_relu_(out, activation.negative_slope)
 
 
 class SentenceVisualFusion(nn.Module):
