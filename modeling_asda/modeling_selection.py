@@ -67,8 +67,9 @@ class AdaptiveFeatureSelection(nn.Module):
             selected = torch.einsum("bk,bknd->bnd", probs, candidates)
         else:
             selected = candidates[torch.arange(candidates.shape[0], device=candidates.device), index]
-            if self.selection == "straight_through":
-                # Adds exactly zero to the forward value but carries d(loss)/d(probs) to the selector.
+            if self.selection == "straight_through" and probs.requires_grad:
+                # Adds exactly zero to the forward value but carries d(loss)/d(probs) to the selector
+                # (skipped when nothing is differentiated: it would cost a pass over all candidates).
                 selected = selected + torch.einsum("bk,bknd->bnd", probs - probs.detach(), candidates)
         return selected, index, probs
 
