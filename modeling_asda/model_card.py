@@ -1,122 +1,219 @@
-"""Model cards written from measured results (Trainer's automatic card drops mIoU/oIoU), and the Hub upload."""
+"""Model cards written from the measured results (Trainer's automatic card drops mIoU/oIoU), and the Hub upload.
 
+The card is rendered from `model_cards/model_card_template.md` (Jinja, via `huggingface_hub.ModelCard`).
+In a checkout that file is read directly; an installed package reads its packaged copy
+`modeling_asda/model_card_template.md`, which tests/test_model_card.py keeps identical to it.
+The render context is saved next to the card (`model_card.json`), so the upload can render the card
+again with the repository id and the commit sha it learns only then (a pinned `revision` in the code).
+"""
+
+import json
 import logging
 import os
+import re
+from pathlib import Path
 
-from huggingface_hub import ModelCard, ModelCardData
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 logger = logging.getLogger(__name__)
 
+TEMPLATE_NAME = "model_card_template.md"
+CONTEXT_FILE = "model_card.json"
+MODEL_ROW = "ASDA (this run)"
 DATASET_IDS = {"refcoco": "jxu124/refcoco", "refcoco+": "jxu124/refcocoplus", "refcocog": "jxu124/refcocog"}
+SYNTHETIC_ID = "asda-synthetic"
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
-def _model_index(model_name, data_args, rows):
+def template_path() -> Path:
+    """model_cards/ of the checkout when there is one, else the copy installed with the package."""
+    here = Path(__file__).resolve().parent
+    in_repo = here.parent / "model_cards" / TEMPLATE_NAME
+    return in_repo if in_repo.is_file() else here / TEMPLATE_NAME
+
+
+def _is_hub_id(name) -> bool:
+    return bool(name) and bool(_HUB_ID.match(str(name))) and not os.path.exists(str(name))
+
+
+def dataset_id(data_args) -> str:
+    """What the card's `datasets` names: a Hub id when there is one, else a readable local name."""
+    name, config = data_args.dataset_name, data_args.dataset_config
+    if name == "synthetic":
+        return SYNTHETIC_ID
+    if _is_hub_id(name):
+        return name
+    if config in DATASET_IDS:
+        return DATASET_IDS[config]
+    return os.path.basename(os.path.normpath(str(name)))
+
+
+def eval_results(rows: dict, data_args) -> list[dict]:
+    """model-index entries (mIoU and oIoU x100 per split) as plain dicts for `EvalResult(**entry)`."""
     results = []
-    dataset_name = data_args.dataset_config or data_args.dataset_name
-    for split, metrics in rows.get("ASDA (this run)", {}).items():
-        results.append(
-            {
-                "task": {"type": "image-segmentation", "name": "Referring Image Segmentation"},
-                "dataset": {"type": DATASET_IDS.get(dataset_name, dataset_name), "name": dataset_name, "split": split},
-                "metrics": [
-                    {"type": "mean_iou", "name": "mIoU", "value": round(100 * metrics["mIoU"], 2)},
-                    {"type": "overall_iou", "name": "oIoU", "value": round(100 * metrics["oIoU"], 2)},
-                ],
-            }
-        )
-    return [{"name": model_name, "results": results}] if results else None
+    dataset = dataset_id(data_args)
+    display = data_args.dataset_config or data_args.dataset_name
+    for split, metrics in rows.get(MODEL_ROW, {}).items():
+        for key, name in (("mIoU", "mIoU (mean per-expression IoU)"), ("oIoU", "oIoU (overall IoU)")):
+            if key in metrics:
+                results.append(
+                    dict(
+                        task_type="image-segmentation", task_name="Referring Image Segmentation",
+                        dataset_type=dataset, dataset_name=display, dataset_split=split,
+                        metric_type=key.lower(), metric_name=name, metric_value=round(100 * float(metrics[key]), 2),
+                    )
+                )
+    return results
 
 
-def build_model_card(model, model_args, data_args, training_args, rows, summary, table) -> ModelCard:
+def _architecture(model, base_model) -> str:
+    c = model.config
+    v, t = c.vision_config, c.text_config
+    init = f"the weights of `{base_model}`" if base_model else "random weights (no pretrained encoders)"
+    selection = (
+        f"adaptive ({c.selection}, {c.selector} selector) among low layers {list(c.low_candidate_layers)} and mid "
+        f"layers {list(c.mid_candidate_layers)}" if c.feature_selection == "adaptive"
+        else f"fixed layers {list(c.manual_layers)}" if c.feature_selection == "manual" else "none (top layer only)"
+    )
+    return (
+        f"CLIP vision encoder ({v.num_hidden_layers} layers, width {v.hidden_size}, patch {v.patch_size}) and text encoder "
+        f"({t.num_hidden_layers} layers, width {t.hidden_size}), joint width {c.projection_dim}, initialised from {init}. "
+        f"Input {c.image_size}x{c.image_size}, {c.max_text_length} text tokens. Layer selection: {selection}. "
+        f"Fusion `{c.fusion}`, aligner `{c.aligner}` ({c.num_local_attention_layers} local attention layers, "
+        f"{c.num_response_masks} response masks). {sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters."
+    )
+
+
+def _warmup(steps) -> str:
+    if not steps:
+        return "no warmup"
+    return f"warmup {steps:.0%} of the steps" if steps < 1 else f"{int(steps)} warmup steps"
+
+
+def _recipe(model_args, data_args, training_args) -> list[tuple[str, str]]:
+    a = training_args
+    schedule = (
+        f"multistep: x{a.lr_decay_rate} at epochs {a.lr_milestones}" if getattr(a, "lr_schedule", "hf") == "multistep"
+        else f"{getattr(a.lr_scheduler_type, 'value', a.lr_scheduler_type)}, " + _warmup(a.warmup_steps)
+    )
+    train_data = f"`{data_args.dataset_name}`" + (f" ({data_args.dataset_config})" if data_args.dataset_config else "")
+    if data_args.dataset_name == "synthetic":
+        train_data += f", {data_args.synthetic_num_train} training expressions (seed {data_args.synthetic_seed})"
+    augment = [f"horizontal flip p={data_args.hflip_prob} (swaps left/right)"] if data_args.hflip_prob else []
+    augment += [f"colour jitter {data_args.color_jitter}"] if data_args.color_jitter else []
+    augment += ["random affine"] if data_args.random_affine else []
+    rows = [
+        ("data", train_data + f", train split `{data_args.train_split}`, eval splits `{data_args.eval_splits}`"),
+        ("initialisation", model_args.clip_model_name_or_path or model_args.model_name_or_path or f"random ({model_args.config_preset} preset)"),
+        ("optimizer", f"{getattr(a.optim, 'value', a.optim)}, weight decay {a.weight_decay}"),
+        ("learning rate", f"{a.learning_rate:g} (CLIP encoders x{getattr(a, 'encoder_lr_ratio', 1.0)})"),
+        ("schedule", schedule),
+        ("epochs", f"{a.num_train_epochs:g}" + (f" (max_steps {a.max_steps})" if a.max_steps and a.max_steps > 0 else "")),
+        ("batch", f"{a.per_device_train_batch_size} per device x {a.world_size} device(s) x {a.gradient_accumulation_steps} accumulation"),
+        ("augmentation", ", ".join(augment) or "none"),
+        ("precision", "bf16" if a.bf16 else "fp16" if a.fp16 else "fp32"),
+        ("seed", str(a.seed)),
+    ]
+    return rows
+
+
+def _data_limits(data_args) -> str:
+    if data_args.dataset_name == "synthetic":
+        return ("Trained on the built-in synthetic data (coloured shapes on textured backgrounds): a demonstration "
+                "and a test of the training pipeline. It does not segment natural images.")
+    if (data_args.dataset_config or "") in DATASET_IDS:
+        return (f"Trained on {data_args.dataset_config} (COCO images, expressions written by annotators): it inherits "
+                "COCO's coverage and biases (people and common objects, English only).")
+    return f"Trained only on {dataset_id(data_args)}; expect lower quality on other kinds of images."
+
+
+def build_card_context(model, model_args, data_args, training_args, rows, summary, table) -> dict:
+    """Everything the template needs, JSON-serialisable (saved next to the card for the upload's re-render)."""
     config = model.config
     name = os.path.basename(os.path.normpath(training_args.output_dir))
     base_model = model_args.clip_model_name_or_path or model_args.model_name_or_path
-    dataset_name = data_args.dataset_config or data_args.dataset_name
-    data = ModelCardData(
-        library_name="transformers",
-        pipeline_tag="image-segmentation",
-        license="mit",
-        tags=["referring-image-segmentation", "asda", "clip", "custom_code"],
-        datasets=[DATASET_IDS.get(dataset_name, dataset_name)],
-        metrics=["mean_iou"],
-        base_model=base_model,
-        model_index=_model_index(name, data_args, rows),
+    card_data = dict(
+        library_name="transformers", pipeline_tag="image-segmentation", license="mit",
+        tags=["referring-image-segmentation", "image-segmentation", "asda", "clip", "custom_code"],
+        datasets=[dataset_id(data_args)], metrics=["miou", "oiou"], model_name=name,
     )
-    repo_id = getattr(training_args, "hub_model_id", None) or f"<user>/{name}"
-    init = "random initialisation (no pretrained weights)" if not base_model else f"`{base_model}`"
-    body = f"""
-# {name}
+    if _is_hub_id(base_model):
+        card_data["base_model"] = base_model
+    splits = list(rows.get(MODEL_ROW, {}))
+    display = "the built-in synthetic data" if data_args.dataset_name == "synthetic" else f"`{dataset_id(data_args)}`"
+    wall = summary.get("wall_seconds")
+    return {
+        "card_data": card_data,
+        "eval_results": eval_results(rows, data_args),
+        "model_name": name,
+        "repo_id": getattr(training_args, "hub_model_id", None) or name,
+        "revision": "main",
+        "model_summary": f"This checkpoint: {config.image_size}x{config.image_size} input, "
+        f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters, trained on {display}.",
+        "eval_description": f"{display}, split(s) {', '.join(splits)}" if splits else display,
+        "results_table": table or "No evaluation was run.",
+        "has_baselines": any(row != MODEL_ROW for row in rows),
+        "image_size": config.image_size,
+        "mask_size": config.mask_size,
+        "threshold": config.mask_threshold,
+        "max_text_tokens": config.max_text_length - 2,
+        "architecture": _architecture(model, base_model),
+        "recipe": _recipe(model_args, data_args, training_args),
+        "command": summary.get("command") or "",
+        "wall_time": f"{wall / 60:.1f} min wall time" if wall else "",
+        "data_limits": _data_limits(data_args),
+        "selection_markdown": None,
+    }
 
-ASDA (Adaptive Selection with Dual Alignment, ACM MM 2024) for referring image segmentation: given an image
-and an expression, it predicts the mask of the object the words name. Encoders initialised from {init};
-preset `{model_args.config_preset}`, {sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters,
-input {config.image_size}x{config.image_size}, {config.max_text_length} text tokens,
-selection `{config.feature_selection}/{config.selection}`, fusion `{config.fusion}`, aligner `{config.aligner}`.
 
-## Results (measured by the run that produced this checkpoint)
-
-{table or "No evaluation was run."}
-
-Values x100. mIoU is the mean of per-expression IoU (what the ASDA paper's tables report), oIoU is
-sum(I)/sum(U); Prec@X is the share of expressions with IoU > X. Evaluation protocol: letterboxed input,
-sigmoid, bilinear upsampling, crop of the padding, resize to the ORIGINAL image size, threshold
-{config.mask_threshold}, compared with the full-resolution ground truth.
-Run: `{summary.get("command")}`; wall time {summary.get("wall_seconds")} s.
-
-## Use
-
-```python
-from transformers import AutoModel, AutoProcessor
-from PIL import Image
-
-repo = "{repo_id}"
-model = AutoModel.from_pretrained(repo, trust_remote_code=True, revision="<commit sha>").eval()
-processor = AutoProcessor.from_pretrained(repo, trust_remote_code=True, revision="<commit sha>")
-image = Image.open("street.jpg")
-inputs = processor(images=image, text="the man on the left", return_tensors="pt")
-logits = model(**{{k: v for k, v in inputs.items() if k != "original_sizes"}}).logits
-mask = processor.post_process_masks(logits, inputs["original_sizes"])[0]  # bool, original size
-```
-
-Pin `revision` to a commit: `trust_remote_code=True` runs this repository's Python files.
-
-## Training recipe
-
-Learning rate {training_args.learning_rate:g}, {training_args.num_train_epochs:g} epochs,
-{training_args.per_device_train_batch_size} images per device, schedule `{training_args.lr_schedule}`
-(milestones {training_args.lr_milestones}, x{training_args.lr_decay_rate}), encoder lr ratio
-{training_args.encoder_lr_ratio}, seed {training_args.seed}. Data: `{data_args.dataset_name}`
-({dataset_name}), train split `{data_args.train_split}`, eval splits `{data_args.eval_splits}`.
-
-## Intended use and limits
-
-For research on referring segmentation: one expression, one object. Trained on the data above only; the
-synthetic demo data set contains coloured shapes, so a model trained on it does not segment natural images.
-RefCOCO-family models inherit COCO's biases (people and common objects, English expressions).
-"""
-    return ModelCard(f"---\n{data.to_yaml()}\n---\n{body}")
+def render_model_card(context: dict) -> ModelCard:
+    data = ModelCardData(**context["card_data"], eval_results=[EvalResult(**r) for r in context["eval_results"]] or None)
+    kwargs = {k: v for k, v in context.items() if k not in ("card_data", "eval_results")}
+    return ModelCard.from_template(data, template_path=str(template_path()), **kwargs)
 
 
 def write_model_card(model, output_dir, model_args, data_args, training_args, rows, summary):
+    """README.md (the card) and model_card.json (its render context) in `output_dir`; returns the card."""
     from .experiment import TABLE_METRICS
     from .metrics import format_results_table
 
     table = format_results_table(rows, metrics=TABLE_METRICS) if rows else ""
-    card = build_model_card(model, model_args, data_args, training_args, rows, summary, table)
+    context = build_card_context(model, model_args, data_args, training_args, rows, summary, table)
+    card = render_model_card(context)
+    os.makedirs(output_dir, exist_ok=True)
     card.save(os.path.join(output_dir, "README.md"))
+    with open(os.path.join(output_dir, CONTEXT_FILE), "w") as handle:
+        json.dump(context, handle, indent=2)
     return card
 
 
 def push_folder_to_hub(output_dir, training_args):
-    """Upload the final folder (weights, code, processor, card); checkpoints and logs stay local."""
+    """Upload the final folder (weights, code, processor, card), then pin the card's code to that commit.
+
+    Checkpoints and logs stay local. The card is rendered again with the full repository id and the sha of
+    the upload's commit, and uploaded alone: the pinned revision then holds exactly the uploaded files.
+    """
     from huggingface_hub import HfApi
 
-    repo_id = training_args.hub_model_id or os.path.basename(os.path.normpath(output_dir))
     api = HfApi(token=training_args.hub_token)
-    api.create_repo(repo_id, private=bool(training_args.hub_private_repo), exist_ok=True)
-    commit = api.upload_folder(
-        repo_id=repo_id, folder_path=output_dir, ignore_patterns=["checkpoint-*", "runs/*", "*.pt", "*.pth"],
-        commit_message="ASDA checkpoint with measured results",
+    repo = api.create_repo(
+        training_args.hub_model_id or os.path.basename(os.path.normpath(output_dir)),
+        private=bool(training_args.hub_private_repo), exist_ok=True,
     )
-    logger.info(f"Pushed {output_dir} to {repo_id}: {commit}")
+    commit = api.upload_folder(
+        repo_id=repo.repo_id, folder_path=output_dir, commit_message="ASDA checkpoint with measured results",
+        ignore_patterns=["checkpoint-*", "runs/*", "*.pt", "*.pth", CONTEXT_FILE],
+    )
+    context_path = os.path.join(output_dir, CONTEXT_FILE)
+    if os.path.isfile(context_path):
+        with open(context_path) as handle:
+            context = json.load(handle)
+        context.update(repo_id=repo.repo_id, revision=commit.oid)
+        card = render_model_card(context)
+        card.save(os.path.join(output_dir, "README.md"))
+        api.upload_file(
+            path_or_fileobj=os.path.join(output_dir, "README.md"), path_in_repo="README.md", repo_id=repo.repo_id,
+            commit_message=f"Model card: loading code pinned to {commit.oid[:12]}",
+        )
+    logger.info(f"Pushed {output_dir} to {repo.repo_id} at {commit.oid}")
     return commit

@@ -286,7 +286,7 @@ def plot_training_curves(log_history: list[dict], path, title: str | None = None
         )
     panels = ["loss"] + (["metrics"] if eval_scores else []) + (["learning_rate"] if series["learning_rate"] else [])
     fig = _figure(figsize=(4.2 * len(panels), 3.4))
-    axes = dict(zip(panels, np.atleast_1d(fig.subplots(1, len(panels), squeeze=False)[0])))
+    axes = dict(zip(panels, fig.subplots(1, len(panels), squeeze=False, sharex=True)[0]))
     ax = axes["loss"]
     if series["loss"]:
         ax.plot(*zip(*series["loss"]), label="train", color="black")

@@ -44,6 +44,8 @@ def parse_args(argv):
     parser.add_argument("--threshold", type=float, default=None)
     parser.add_argument("--device", default=None)
     parser.add_argument("--output", default="asda_explained.png", help="PNG file to write")
+    parser.add_argument("--palette", action="store_true", help="store the PNG with a 256-colour palette (smaller, for docs)")
+    parser.add_argument("--dpi", type=int, default=110, help="figure resolution in dots per inch (each panel is 2.2 inches wide)")
     args = parser.parse_args(argv)
     if bool(args.dataset_name) == bool(args.image):
         parser.error("pass either --dataset_name (rows with ground truth) or --image with --text")
@@ -80,7 +82,12 @@ def main(argv=None) -> int:
     model, processor = load_model_and_processor(args.model, args.revision, args.device)
     records = explain_pairs(model, processor, images, texts, gt_masks=masks, threshold=args.threshold, method=args.feature_method)
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-    columns = plot_explanations(records, args.output, title=f"{title} — {os.path.basename(os.path.normpath(args.model))}")
+    model_name = os.path.basename(os.path.normpath(args.model))
+    columns = plot_explanations(records, args.output, title=f"{title} — {model_name}", dpi=args.dpi)
+    if args.palette:
+        from PIL import Image
+
+        Image.open(args.output).convert("RGB").quantize(256).save(args.output, optimize=True)
     for r in records:
         iou = "" if r["iou"] is None else f", IoU {r['iou']:.3f}"
         print(f"{r['text']!r}: layers L{r['low_layer']} + L{r['mid_layer']}{iou}")
