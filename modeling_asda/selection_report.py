@@ -78,8 +78,11 @@ def category_name(category_id: int, synthetic: bool) -> str:
     return str(category_id)
 
 
-def predict_selection(model, processor, dataset, batch_size: int = 16, use_cpu: bool = False) -> np.ndarray:
-    """(N, 4) int64 [intersection, union, low layer, mid layer], row i = dataset row i, by `RISTrainer.predict`."""
+def predict_selection(model, processor, dataset, batch_size: int = 16, use_cpu: bool | None = None) -> np.ndarray:
+    """(N, 4) int64 [intersection, union, low layer, mid layer], row i = dataset row i, by `RISTrainer.predict`.
+
+    `use_cpu` defaults to whether the model is on the CPU.
+    """
     from transformers import TrainingArguments
 
     from .trainer import RISTrainer
@@ -92,6 +95,8 @@ def predict_selection(model, processor, dataset, batch_size: int = 16, use_cpu: 
         )
     if len(dataset) == 0:
         raise ValueError("the evaluation split is empty")
+    if use_cpu is None:
+        use_cpu = next(model.parameters()).device.type == "cpu"
     indexed = dataset.add_column("row_index", list(range(len(dataset)))).with_transform(RISTransform(processor, train=False))
     with tempfile.TemporaryDirectory() as scratch:
         args = TrainingArguments(

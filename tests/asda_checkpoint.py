@@ -48,12 +48,17 @@ def make_trained_checkpoint(folder, steps: int = 6, seed: int = 0):
     return model, processor
 
 
+_SESSION = {}  # each test module imports the fixture (a separate definition): share the checkpoint here
+
+
 @pytest.fixture(scope="session")
 def trained_checkpoint(tmp_path_factory):
-    """(folder, model, processor) of one small trained checkpoint shared by the tests of a session."""
-    folder = tmp_path_factory.mktemp("asda_checkpoint")
-    model, processor = make_trained_checkpoint(folder)
-    return folder, model, processor
+    """(folder, model, processor) of one small trained checkpoint shared by all tests of a session."""
+    if "checkpoint" not in _SESSION:
+        folder = tmp_path_factory.mktemp("asda_checkpoint")
+        model, processor = make_trained_checkpoint(folder)
+        _SESSION["checkpoint"] = (folder, model, processor)
+    return _SESSION["checkpoint"]
 
 
 def script_main(name: str):
