@@ -96,7 +96,7 @@ def timed(fn, repeats: int, warmup: int, device: str = "cpu") -> dict:
         fn()
         synchronize(device)
         times.append(time.perf_counter() - start)
-    return {"median_s": statistics.median(times), "min_s": min(times), "times_s": [round(t, 5) for t in times]}
+    return {"median_s": statistics.median(times), "min_s": min(times), "times_s": times}
 
 
 def _cpu_sdpa_flops(query, key, value, *args, out_shape=None, **kwargs):
