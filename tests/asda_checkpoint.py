@@ -7,7 +7,6 @@ can lie all above or all below the published 0.35. So the checkpoint's `mask_thr
 differ between images, which is what comparisons of masks need.
 """
 
-import numpy as np
 import pytest
 import torch
 
