@@ -13,6 +13,7 @@ _LAZY = {
     "ASDAOutput": ".modeling_asda",
     "ASDAImageProcessor": ".image_processing_asda",
     "ASDAProcessor": ".processing_asda",
+    "ReferringSegmentationPipeline": ".pipeline_asda",
     "load_referring_dataset": ".data_loading",
     "build_synthetic_dataset": ".data_synthetic",
 }

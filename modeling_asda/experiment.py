@@ -21,6 +21,22 @@ TABLE_METRICS = ("mIoU", "oIoU", "Prec@0.5", "Prec@0.7", "Prec@0.9")
 MODEL_ROW = "ASDA (this run)"
 
 
+def preset_config(preset: str, overrides: dict) -> ASDAConfig:
+    """A preset with overrides; dotted keys reach the CLIP sub-configs (e.g. vision_config.patch_size=8)."""
+    nested = {key: value for key, value in overrides.items() if "." in key}
+    config = getattr(ASDAConfig, preset)(**{key: value for key, value in overrides.items() if "." not in key})
+    if not nested:
+        return config
+    values = config.to_dict()
+    for key, value in nested.items():
+        section, name = key.split(".", 1)
+        if section not in ("vision_config", "text_config"):
+            raise ValueError(f"--config_overrides {key}: only vision_config.* and text_config.* can be nested")
+        values[section][name] = value
+    values.pop("model_type", None)
+    return ASDAConfig(**values)
+
+
 def build_model_and_processor(model_args, data_args):
     """An ASDA checkpoint, or CLIP weights + ASDA heads, or a random-init preset; with the matching processor."""
     overrides = parse_config_overrides(model_args.config_overrides)
@@ -47,7 +63,7 @@ def build_model_and_processor(model_args, data_args):
     else:
         if model_args.config_preset not in ("tiny", "vit_b16"):
             raise ValueError(f"--config_preset must be tiny or vit_b16, got {model_args.config_preset!r}")
-        model = ASDAForReferringSegmentation(getattr(ASDAConfig, model_args.config_preset)(**overrides))
+        model = ASDAForReferringSegmentation(preset_config(model_args.config_preset, overrides))
         processor = None
     config = model.config
     if processor is None or processor.image_processor.image_size != config.image_size:
@@ -81,6 +97,7 @@ def load_splits(data_args, training_args, processor) -> Splits:
             num_val=data_args.synthetic_num_eval,
             num_test=data_args.synthetic_num_eval,
             seed=data_args.synthetic_seed,
+            **parse_config_overrides(data_args.synthetic_overrides),
         )
     else:
         dataset = load_referring_dataset(
@@ -133,6 +150,7 @@ def make_trainer(model, processor, training_args, splits: Splits):
         model=model,
         args=training_args,
         train_dataset=splits.train,
+        eval_dataset=splits.eval or None,  # a dict: --eval_strategy evaluates every split as eval_<split>_*
         data_collator=collate_ris,
         processing_class=processor,
         compute_metrics=compute_ris_metrics,

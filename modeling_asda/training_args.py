@@ -53,6 +53,10 @@ class DataArguments:
     synthetic_num_train: int = field(default=20000)
     synthetic_num_eval: int = field(default=1000, metadata={"help": "Rows of each synthetic eval split (val, test)."})
     synthetic_seed: int = field(default=0)
+    synthetic_overrides: str | None = field(
+        default=None,
+        metadata={"help": "Comma-separated SyntheticConfig fields, e.g. 'max_objects=4,relations=false'."},
+    )
     hflip_prob: float = field(default=0.0, metadata={"help": "Horizontal flip probability (swaps left/right words)."})
     color_jitter: float = field(default=0.0, metadata={"help": "Brightness/contrast/saturation jitter strength."})
     random_affine: bool = field(default=False, metadata={"help": "±5° rotation, ±10% shift, 0.9-1.1 scale."})

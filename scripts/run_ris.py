@@ -26,6 +26,7 @@ from modeling_asda.experiment import (
     make_trainer,
 )
 from modeling_asda.launch import prepare_cpu_distributed
+from modeling_asda.pipeline_asda import add_pipeline_to_checkpoint
 from modeling_asda.training_args import DataArguments, ModelArguments, RISTrainingArguments
 
 logger = logging.getLogger(__name__)
@@ -69,6 +70,8 @@ def main(argv=None):
         result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
         train_metrics = dict(result.metrics, train_samples=len(splits.train))
         trainer.save_model()  # weights + config + custom code + processor
+        if trainer.is_world_process_zero():  # pipeline("referring-image-segmentation") travels with the folder
+            add_pipeline_to_checkpoint(training_args.output_dir, trainer.model)
         trainer.log_metrics("train", train_metrics)
         trainer.save_metrics("train", train_metrics)
         trainer.save_state()
