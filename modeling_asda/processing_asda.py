@@ -53,7 +53,11 @@ def load_bundled_tokenizer() -> CLIPTokenizer:
             "a saved processor with AutoProcessor.from_pretrained(..., trust_remote_code=True)"
         )
     # Positional: transformers 5 silently ignores vocab_file=/merges_file= and builds a 3-token vocabulary.
-    return CLIPTokenizer(str(vocab), str(merges))
+    tokenizer = CLIPTokenizer(str(vocab), str(merges))
+    # ASDA pads with id 0 ("!"), like the published code; saying so keeps Trainer from re-aligning the
+    # model config's pad id to <|endoftext|>.
+    tokenizer.pad_token = "!"
+    return tokenizer
 
 
 def _as_text_list(text) -> list[str]:
