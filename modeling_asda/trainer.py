@@ -79,6 +79,27 @@ class RISTrainer(Trainer):
         return super().create_scheduler(num_training_steps, optimizer)
 
     # ---------------------------------------------------------------------------------- evaluation
+    def _broadcast_buffers(self):
+        """Give every rank the main process's buffers (BatchNorm statistics) before evaluating.
+
+        BatchNorm is not synchronised across processes, so each rank's running statistics drift apart
+        during training, and Trainer evaluates the unwrapped model. Without this, a distributed evaluation
+        would not equal an evaluation of the saved checkpoint (which holds rank 0's statistics).
+        """
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            for buffer in self.model.buffers():
+                dist.broadcast(buffer.data, src=0)
+
+    def evaluate(self, *args, **kwargs):
+        self._broadcast_buffers()
+        return super().evaluate(*args, **kwargs)
+
+    def predict(self, *args, **kwargs):
+        self._broadcast_buffers()
+        return super().predict(*args, **kwargs)
+
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         gt_masks = inputs.pop("gt_masks", None)
         original_sizes = inputs.pop("original_sizes", None)
