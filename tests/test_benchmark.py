@@ -34,6 +34,14 @@ def test_timed_runs_warmup_plus_repeats_and_reports_the_median():
     assert result["min_s"] <= result["median_s"] <= max(result["times_s"]) + 1e-9
 
 
+def test_matmul_ceiling_is_the_best_size():
+    settings = bench.BenchmarkSettings.quick_settings(repeats=1)
+    result = bench.matmul_ceiling(torch.float32, (32, 64), settings)
+    assert set(result["by_size"]) == {32, 64}
+    assert result["gflops_per_s"] == max(entry["gflops_per_s"] for entry in result["by_size"].values())
+    assert result["gflops_per_s"] == result["by_size"][result["size"]]["gflops_per_s"]
+
+
 def test_paired_alternates_the_two_calls_and_reports_the_median_ratio():
     order = []
     result = bench.paired(lambda: order.append("a"), lambda: order.append("b"), repeats=3, warmup=1)
