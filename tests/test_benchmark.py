@@ -146,6 +146,8 @@ def test_markdown_and_document_update(tmp_path):
     assert "80.0 / 80.0" in asda_row and "80% / 80%" in asda_row and "| 1500 |" in asda_row
     assert "| 10.0x |" in markdown  # data pipeline 500 vs training 50 samples/s
     assert "x2.00 (median fp32 2.000 s, bf16 1.000 s)" in markdown
+    bf16_rows = [line for line in markdown.splitlines() if line.startswith("| bf16 autocast >= 1.8x")]
+    assert len(bf16_rows) == 2 and all("| 2.000 |" in row and "**yes**" in row for row in bf16_rows)
     json.dumps(results)  # the JSON report must serialise
 
     doc = tmp_path / "benchmark.md"
