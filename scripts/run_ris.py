@@ -25,7 +25,7 @@ from modeling_asda.experiment import (
     load_splits,
     make_trainer,
 )
-from modeling_asda.launch import prepare_cpu_distributed
+from modeling_asda.launch import end_distributed, prepare_cpu_distributed
 from modeling_asda.pipeline_asda import add_pipeline_to_checkpoint
 from modeling_asda.training_args import DataArguments, ModelArguments, RISTrainingArguments
 
@@ -86,6 +86,7 @@ def main(argv=None):
         finish_run(trainer, model_args, data_args, training_args, train_metrics, eval_metrics, splits.raw_eval,
                    wall_seconds=time.time() - start, argv=argv)
         print(json.dumps({"output_dir": training_args.output_dir, "seconds": round(time.time() - start, 1)}))
+    end_distributed(trainer.accelerator)
 
 
 if __name__ == "__main__":
