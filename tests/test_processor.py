@@ -433,7 +433,7 @@ FRESH_PROCESS = textwrap.dedent(
     inputs = json.load(open(folder + "/inputs.json"))
     images = [np.load(folder + "/image0.npy"), Image.open(folder + "/image1.png")]
     out = dict(processor(images=images, text=inputs["text"], return_tensors="pt"))
-    out["masks"] = processor.post_process_masks(torch.load(folder + "/logits.pt"), out["original_sizes"])
+    out["masks"] = processor.post_process_masks(torch.load(folder + "/logits.pt", weights_only=True), out["original_sizes"])
     out["modules"] = [type(processor).__module__, type(processor.image_processor).__module__]
     out["imported_package"] = "modeling_asda" in sys.modules
     torch.save(out, folder + "/outputs.pt")
@@ -462,7 +462,7 @@ def test_saved_processor_loads_offline_in_a_fresh_process(tmp_path):
         [sys.executable, "-c", FRESH_PROCESS, str(tmp_path)], cwd=tmp_path, env=env, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    theirs = torch.load(tmp_path / "outputs.pt")
+    theirs = torch.load(tmp_path / "outputs.pt", weights_only=True)
     assert theirs["imported_package"] is False
     assert all(m.startswith("transformers_modules.") for m in theirs["modules"])
 
