@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import fixtures_data as fx
 import numpy as np
 import pytest
 import torch
@@ -67,6 +68,30 @@ def test_run_writes_hub_ready_folder_results_and_table(trained_run):
     assert "| baseline: whole image |" in stdout and "| baseline: random object |" in stdout
     card = (out / "README.md").read_text()
     assert "trust_remote_code=True" in card and "mIoU" in card
+
+
+def test_refer_folder_trains_and_evaluates_every_requested_split(tmp_path):
+    """The real-data path: REFER pickles + instances.json + a COCO image folder, straight into run_ris.py."""
+    root, image_root = fx.write_refer(str(tmp_path / "refer"))
+    out = tmp_path / "out"
+    run_script([
+        "--config_preset", "tiny", "--dataset_name", root, "--dataset_config", "refcoco", "--split_by", "unc",
+        "--image_root", image_root, "--eval_splits", "val,testA,testB", "--do_train", "--do_eval",
+        "--num_train_epochs", "2", "--per_device_train_batch_size", "2", "--save_strategy", "no",
+        "--report_to", "none", "--output_dir", out,
+    ])  # fmt: skip
+    rows_per_split = {}
+    for row in fx.expected_rows().values():
+        rows_per_split[row["split"]] = rows_per_split.get(row["split"], 0) + 1
+    results = read_json(out / "all_results.json")
+    assert results["train_samples"] == rows_per_split["train"]
+    for split in ("val", "testA", "testB"):
+        assert results[f"eval_{split}_num_samples"] == rows_per_split[split], split
+        assert 0.0 <= results[f"eval_{split}_mIoU"] <= 1.0
+    # 2 training sentences, batch 2, 2 epochs: 2 optimizer steps.
+    assert read_json(out / "trainer_state.json")["global_step"] == 2
+    card = (out / "README.md").read_text()
+    assert "split: testB" in card and "refcoco" in card
 
 
 def test_reported_metrics_equal_an_independent_evaluation_at_original_size(trained_run):
