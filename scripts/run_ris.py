@@ -3,6 +3,7 @@
 
     python scripts/run_ris.py                                   # built-in demo: tiny model, synthetic data
     python scripts/run_ris.py configs/paper_refcoco.json        # arguments from a JSON file
+    python scripts/run_ris.py configs/demo_synthetic.json --synthetic_num_train 8000   # a file, then flags on top
     accelerate launch scripts/run_ris.py --dataset_name ... --do_train --do_eval ...
 
 Run `python scripts/run_ris.py --help` for every argument (model, data, and all TrainingArguments).
@@ -40,8 +41,18 @@ def parse_args(argv):
     if not argv:
         logger.warning(f"No arguments: running the built-in demo ({DEMO_CONFIG}).")
         return parser.parse_json_file(DEMO_CONFIG)
-    if len(argv) == 1 and argv[0].endswith(".json"):
-        return parser.parse_json_file(os.path.abspath(argv[0]))
+    if argv[0].endswith(".json"):
+        if len(argv) == 1:
+            return parser.parse_json_file(os.path.abspath(argv[0]))
+        # `run_ris.py config.json --flag value ...`: the file's values, then the flags on top of them.
+        with open(argv[0]) as handle:
+            values = json.load(handle)
+        known = {action.dest for action in parser._actions}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise SystemExit(f"{argv[0]}: unknown argument(s) {unknown}; see `python scripts/run_ris.py --help`.")
+        parser.set_defaults(**values)
+        return parser.parse_args_into_dataclasses(args=argv[1:])
     return parser.parse_args_into_dataclasses(args=argv)
 
 

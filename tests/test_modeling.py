@@ -322,6 +322,36 @@ def test_config_rejects_bad_values_with_the_field_name():
         ASDAConfig.tiny(image_size=100)
 
 
+def test_vision_position_init_is_a_scaled_sine_cosine_table_and_loaded_tables_win(tmp_path):
+    scale, grid, dim = 10.0, 8, 96  # tiny: 128 / 16 patches, width 96
+    model = ASDAForReferringSegmentation(ASDAConfig.tiny(vision_position_init_scale=scale))
+    table = model.vision_model.embeddings.position_embedding.weight.detach().numpy()
+    # Independent: row 1 + y * grid + x holds [sin(y w), cos(y w), sin(x w), cos(x w)], w_k = 10000^(-k / (dim / 4)).
+    omega = 10000.0 ** (-np.arange(dim // 4) / (dim // 4))
+    expected = np.zeros((1 + grid * grid, dim))
+    for y in range(grid):
+        for x in range(grid):
+            expected[1 + y * grid + x] = np.concatenate([np.sin(y * omega), np.cos(y * omega), np.sin(x * omega), np.cos(x * omega)])
+    np.testing.assert_allclose(table, scale * expected, atol=1e-5)
+
+    # 0 keeps CLIP's random table (std 0.02, no structure): the vit_b16 default, whose table comes from CLIP.
+    assert ASDAConfig.vit_b16().vision_position_init_scale == 0 and ASDAConfig.tiny().vision_position_init_scale == scale
+    random_init = ASDAForReferringSegmentation(ASDAConfig.tiny(vision_position_init_scale=0))
+    assert abs(random_init.vision_model.embeddings.position_embedding.weight.std().item() - 0.02) < 0.004
+
+    # A saved (here: trained-looking) table is what from_pretrained returns, not a fresh sine table.
+    with torch.no_grad():
+        model.vision_model.embeddings.position_embedding.weight.mul_(0.5).add_(1.0)
+    model.save_pretrained(tmp_path)
+    loaded = ASDAForReferringSegmentation.from_pretrained(tmp_path)
+    assert loaded.config.vision_position_init_scale == scale
+    torch.testing.assert_close(
+        loaded.vision_model.embeddings.position_embedding.weight, model.vision_model.embeddings.position_embedding.weight, rtol=0, atol=0
+    )
+    with pytest.raises(ValueError, match="vision_position_init_scale"):
+        ASDAConfig.tiny(vision_position_init_scale=-1.0)
+
+
 def test_padding_words_do_not_change_the_mask(tiny_model):
     """Padding is masked in every word attention: ids after EOT may hold anything."""
     config = tiny_model.config

@@ -121,6 +121,35 @@ def test_reported_metrics_equal_an_independent_evaluation_at_original_size(train
 
 
 # ------------------------------------------------------------------------------------ recipe parts
+def load_run_ris():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("run_ris_script", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_json_file_with_flags_on_top(tmp_path):
+    run_ris = load_run_ris()
+    demo = os.path.join(REPO, "configs", "demo_synthetic.json")
+    with open(demo) as handle:
+        values = json.load(handle)
+    model_args, data_args, training_args = run_ris.parse_args(
+        [demo, "--synthetic_num_train", "8000", "--config_overrides", "vision_position_init_scale=0", "--seed", "43"]
+    )
+    assert data_args.synthetic_num_train == 8000 and training_args.seed == 43
+    assert model_args.config_overrides == "vision_position_init_scale=0"
+    # Everything not given as a flag comes from the file.
+    assert training_args.learning_rate == values["learning_rate"] and data_args.hflip_prob == values["hflip_prob"]
+    assert data_args.eval_splits == values["eval_splits"] and training_args.do_train is True
+
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(dict(values, learning_rat=1.0)))
+    with pytest.raises(SystemExit, match="learning_rat"):
+        run_ris.parse_args([str(bad), "--seed", "1"])
+
+
 def test_multistep_schedule_matches_the_paper_milestones():
     # 30 epochs of 100 steps, x0.1 at epochs 18 and 25.
     milestones = milestone_steps([18, 25], 30, 3000)
