@@ -70,6 +70,11 @@ def _architecture(model, base_model) -> str:
     c = model.config
     v, t = c.vision_config, c.text_config
     init = f"the weights of `{base_model}`" if base_model else "random weights (no pretrained encoders)"
+    if not base_model and c.vision_position_init_scale > 0:
+        init = (
+            "random weights (no pretrained encoders; the ViT position table started as a 2-D sine-cosine table "
+            f"x{c.vision_position_init_scale:g})"
+        )
     selection = (
         f"adaptive ({c.selection}, {c.selector} selector) among low layers {list(c.low_candidate_layers)} and mid "
         f"layers {list(c.mid_candidate_layers)}" if c.feature_selection == "adaptive"
