@@ -60,8 +60,8 @@ def trained_checkpoint(tmp_path_factory):
     return _SESSION["checkpoint"]
 
 
-def script_main(name: str):
-    """`main(argv)` of scripts/<name>.py, imported in-process (a subprocess would pay the imports again)."""
+def script_module(name: str):
+    """scripts/<name>.py imported in-process (scripts are no package; a subprocess would pay the imports again)."""
     import importlib.util
     from pathlib import Path
 
@@ -69,4 +69,9 @@ def script_main(name: str):
     spec = importlib.util.spec_from_file_location(f"asda_script_{name}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.main
+    return module
+
+
+def script_main(name: str):
+    """`main(argv)` of scripts/<name>.py."""
+    return script_module(name).main

@@ -1,6 +1,5 @@
 """scripts/prepare_refcoco.py end to end: REFER files -> save_to_disk + parquet + problems.json."""
 
-import importlib.util
 import json
 import os
 import shutil
@@ -12,19 +11,13 @@ import pyarrow.parquet as pq
 import pytest
 
 import fixtures_data as fx
+from asda_checkpoint import script_module
 from modeling_asda.data_loading import load_referring_dataset
 from modeling_asda.data_schema import CANONICAL_FEATURES
 
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(REPO, "scripts", "prepare_refcoco.py")
-
-
-def _script_module():
-    spec = importlib.util.spec_from_file_location("prepare_refcoco", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_prepare_refcoco_end_to_end(tmp_path):
@@ -68,22 +61,22 @@ def test_no_embed_keeps_image_paths_in_parquet(tmp_path):
     root, image_root = fx.write_refer(str(tmp_path / "refer"))
     out = tmp_path / "prepared"
     args = ["--dataset_name", root, "--dataset_config", "refcoco", "--output_dir", str(out)]
-    assert _script_module().main(args + ["--no-embed_images", "--cache_dir", str(tmp_path / "cache")]) == 0
+    assert script_module("prepare_refcoco").main(args + ["--no-embed_images", "--cache_dir", str(tmp_path / "cache")]) == 0
     image = pq.read_table(out / "parquet" / "val.parquet", columns=["image"]).column("image")[0].as_py()
     assert image["bytes"] is None and image["path"] == os.path.join(os.path.abspath(image_root), fx.coco_name(101))
     mask = pq.read_table(out / "parquet" / "val.parquet", columns=["mask"]).column("mask")[0].as_py()
     assert mask["bytes"].startswith(b"\x89PNG")
 
     # A second run refuses to overwrite unless asked, and then replaces the earlier output.
-    assert _script_module().main(args) == 1
-    assert _script_module().main(args + ["--overwrite_output_dir", "--cache_dir", str(tmp_path / "cache")]) == 0
+    assert script_module("prepare_refcoco").main(args) == 1
+    assert script_module("prepare_refcoco").main(args + ["--overwrite_output_dir", "--cache_dir", str(tmp_path / "cache")]) == 0
     image = pq.read_table(out / "parquet" / "val.parquet", columns=["image"]).column("image")[0].as_py()
     assert image["bytes"] is not None  # embedded by default
 
 
 def test_help_explains_the_embed_choice(capsys):
     with pytest.raises(SystemExit):
-        _script_module().parse_args(["--help"])
+        script_module("prepare_refcoco").parse_args(["--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "--no-embed_images" in text and "absolute paths" in text
     assert "--hub_dataset_id" in text and "--push_to_hub" in text

@@ -9,6 +9,7 @@ import sys
 import time
 
 import fixtures_data as fx
+from asda_checkpoint import script_module
 import numpy as np
 import pytest
 import torch
@@ -115,23 +116,16 @@ def test_reported_metrics_equal_an_independent_evaluation_at_original_size(train
         ious.append(1.0 if u == 0 else i / u)
         inters, unions = inters + i, unions + u
     results = read_json(out / "all_results.json")
-    assert results["eval_test_mIoU"] == pytest.approx(float(np.mean(ious)), abs=1e-9)
-    assert results["eval_test_oIoU"] == pytest.approx(inters / unions, abs=1e-9)
+    # One image at a time here, batches of 4 in the Trainer: float rounding differs, and a probability sitting
+    # at 0.35 can flip a few boundary pixels (seen: 2.5e-7 on mIoU): the tolerance is a few pixels, not rounding.
+    assert results["eval_test_mIoU"] == pytest.approx(float(np.mean(ious)), abs=1e-4)
+    assert results["eval_test_oIoU"] == pytest.approx(inters / unions, abs=1e-4)
     assert results["eval_test_Prec@0.5"] == pytest.approx(float(np.mean(np.array(ious) > 0.5)), abs=1e-9)
 
 
 # ------------------------------------------------------------------------------------ recipe parts
-def load_run_ris():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("run_ris_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_a_json_file_with_flags_on_top(tmp_path):
-    run_ris = load_run_ris()
+    run_ris = script_module("run_ris")
     demo = os.path.join(REPO, "configs", "demo_synthetic.json")
     with open(demo) as handle:
         values = json.load(handle)
