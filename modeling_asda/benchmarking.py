@@ -85,18 +85,21 @@ def synchronize(device: str):
         torch.cuda.synchronize()
 
 
+def _time_call(fn, device: str) -> float:
+    """Wall time of one `fn()`, with garbage collected beforehand and the device drained on both sides."""
+    gc.collect()
+    synchronize(device)
+    start = time.perf_counter()
+    fn()
+    synchronize(device)
+    return time.perf_counter() - start
+
+
 def timed(fn, repeats: int, warmup: int, device: str = "cpu") -> dict:
     """Median / min wall time of `fn()` over `repeats` runs after `warmup` runs."""
     for _ in range(warmup):
         fn()
-    synchronize(device)
-    times = []
-    for _ in range(max(1, repeats)):
-        gc.collect()
-        start = time.perf_counter()
-        fn()
-        synchronize(device)
-        times.append(time.perf_counter() - start)
+    times = [_time_call(fn, device) for _ in range(max(1, repeats))]
     return {"median_s": statistics.median(times), "min_s": min(times), "times_s": times}
 
 
@@ -111,13 +114,8 @@ def paired(first, second, repeats: int, warmup: int, device: str = "cpu") -> dic
         second()
     a_times, b_times = [], []
     for _ in range(max(1, repeats)):
-        for fn, times in ((first, a_times), (second, b_times)):
-            gc.collect()
-            synchronize(device)
-            start = time.perf_counter()
-            fn()
-            synchronize(device)
-            times.append(time.perf_counter() - start)
+        a_times.append(_time_call(first, device))
+        b_times.append(_time_call(second, device))
     ratios = [a / b for a, b in zip(a_times, b_times)]
     return {"ratio": statistics.median(ratios), "first_median_s": statistics.median(a_times),
             "second_median_s": statistics.median(b_times), "first_times_s": a_times, "second_times_s": b_times}

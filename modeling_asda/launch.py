@@ -84,16 +84,3 @@ def prepare_cpu_distributed(script: str, argv: list[str]) -> int | None:
     ]
     return subprocess.call(command, env=dict(env, OMP_NUM_THREADS=env.get("OMP_NUM_THREADS", "1")))
 
-
-def end_distributed(accelerator) -> None:
-    """Wait for every process, then close the process group.
-
-    Without this, a worker that finishes while the main process still writes its report exits with the gloo
-    group open, and its background threads abort the process at interpreter shutdown ("terminate called
-    without an active exception", exit -6), failing the whole launch.
-    """
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        accelerator.wait_for_everyone()
-        dist.destroy_process_group()

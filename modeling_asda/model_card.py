@@ -69,12 +69,13 @@ def eval_results(rows: dict, data_args) -> list[dict]:
 def _architecture(model, base_model) -> str:
     c = model.config
     v, t = c.vision_config, c.text_config
-    init = f"the weights of `{base_model}`" if base_model else "random weights (no pretrained encoders)"
-    if not base_model and c.vision_position_init_scale > 0:
-        init = (
-            "random weights (no pretrained encoders; the ViT position table started as a 2-D sine-cosine table "
-            f"x{c.vision_position_init_scale:g})"
-        )
+    if base_model:
+        init = f"the weights of `{base_model}`"
+    elif c.vision_position_init_scale > 0:
+        init = ("random weights (no pretrained encoders; the ViT position table started as a 2-D sine-cosine table "
+                f"x{c.vision_position_init_scale:g})")
+    else:
+        init = "random weights (no pretrained encoders)"
     selection = (
         f"adaptive ({c.selection}, {c.selector} selector) among low layers {list(c.low_candidate_layers)} and mid "
         f"layers {list(c.mid_candidate_layers)}" if c.feature_selection == "adaptive"

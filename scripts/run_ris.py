@@ -26,7 +26,7 @@ from modeling_asda.experiment import (
     load_splits,
     make_trainer,
 )
-from modeling_asda.launch import end_distributed, prepare_cpu_distributed
+from modeling_asda.launch import prepare_cpu_distributed
 from modeling_asda.pipeline_asda import add_pipeline_to_checkpoint
 from modeling_asda.training_args import DataArguments, ModelArguments, RISTrainingArguments
 
@@ -97,7 +97,10 @@ def main(argv=None):
         finish_run(trainer, model_args, data_args, training_args, train_metrics, eval_metrics, splits.raw_eval,
                    wall_seconds=time.time() - start, argv=argv)
         print(json.dumps({"output_dir": training_args.output_dir, "seconds": round(time.time() - start, 1)}))
-    end_distributed(trainer.accelerator)
+    # Close the process group on every rank once the main one is done: a rank that exits with the gloo group
+    # open aborts at interpreter shutdown ("terminate called without an active exception"), failing the launch.
+    trainer.accelerator.wait_for_everyone()
+    trainer.accelerator.end_training()
 
 
 if __name__ == "__main__":

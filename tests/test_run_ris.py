@@ -8,12 +8,12 @@ import subprocess
 import sys
 import time
 
-import fixtures_data as fx
-from asda_checkpoint import script_module
 import numpy as np
 import pytest
 import torch
 
+import fixtures_data as fx
+from asda_checkpoint import script_module
 from modeling_asda.trainer import milestone_steps, multistep_factor
 from modeling_asda.training_args import parse_config_overrides
 from modeling_asda.training_data import AugmentationConfig, RISTransform, augment, swap_left_right
