@@ -14,8 +14,8 @@ _LAZY = {
     "ASDAImageProcessor": ".image_processing_asda",
     "ASDAProcessor": ".processing_asda",
     "ReferringSegmentationPipeline": ".pipeline_asda",
-    "load_referring_dataset": ".data_loading",
-    "build_synthetic_dataset": ".data_synthetic",
+    "load_referring_dataset": ".data.loading",
+    "build_synthetic_dataset": ".data.synthetic",
 }
 
 __all__ = list(_LAZY)

@@ -7,7 +7,6 @@ so that every ablation of the paper (Tables 2-5) is a configuration, not a code 
 from transformers import CLIPTextConfig, CLIPVisionConfig, PretrainedConfig
 from transformers.utils import logging
 
-
 logger = logging.get_logger(__name__)
 
 _CHOICES = {
@@ -185,7 +184,7 @@ class ASDAConfig(PretrainedConfig):
         num_layers = self.vision_config.num_hidden_layers
         for name in ("low_candidate_layers", "mid_candidate_layers", "manual_layers"):
             layers = getattr(self, name)
-            if not layers or any(not 1 <= int(l) <= num_layers for l in layers):
+            if not layers or any(not 1 <= int(layer) <= num_layers for layer in layers):
                 raise ValueError(
                     f"ASDAConfig.{name}={layers} must be non-empty 1-based layer indices within the vision "
                     f"encoder's {num_layers} layers."

@@ -1,4 +1,3 @@
-# coding=utf-8
 """Image processor for ASDA: letterbox to a square, CLIP normalisation, and the inverse mapping of masks.
 
 Geometry and resampling follow the published ASDA code (`utils/transforms.py::letterbox` and
@@ -26,7 +25,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-
 from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
 from transformers.processing_utils import ImagesKwargs
 
@@ -173,8 +171,7 @@ def _to_hwc(data: np.ndarray, index: int, channels_first: bool) -> np.ndarray:
     if last_is_channel:
         return data
     raise ValueError(
-        f"image {index}: shape {tuple(data.shape)} has no channel axis of size 1, 2, 3 or 4 "
-        "(expected HW, HWC or CHW)"
+        f"image {index}: shape {tuple(data.shape)} has no channel axis of size 1, 2, 3 or 4 (expected HW, HWC or CHW)"
     )
 
 

@@ -115,7 +115,11 @@ class LocalVisualAttention(nn.Module):
         dim = config.projection_dim
         self.layers = nn.ModuleList(
             LocalSelfAttentionLayer(
-                dim, config.num_attention_heads, config.local_attention_mlp_dim, config.attention_dropout, config.hidden_dropout
+                dim,
+                config.num_attention_heads,
+                config.local_attention_mlp_dim,
+                config.attention_dropout,
+                config.hidden_dropout,
             )
             for _ in range(config.num_local_attention_layers)
         )
@@ -172,7 +176,10 @@ class SegmentationDecoder(nn.Module):
         super().__init__()
         stages = []
         for index in range(3):
-            stages += [nn.Upsample(scale_factor=2.0, mode="nearest"), ConvNormAct(in_channels if index == 0 else hidden_dim, hidden_dim, 3)]
+            stages += [
+                nn.Upsample(scale_factor=2.0, mode="nearest"),
+                ConvNormAct(in_channels if index == 0 else hidden_dim, hidden_dim, 3),
+            ]
         self.stages = nn.Sequential(*stages)
         self.proj = nn.Conv2d(hidden_dim, out_channels, kernel_size=1)
 
@@ -223,7 +230,9 @@ class _PositionMixin(nn.Module):
     def __init__(self, config):
         super().__init__()
         self.grid_size = config.grid_size
-        self.register_buffer("position", sine_position_encoding(self.grid_size, self.grid_size, config.projection_dim), persistent=False)
+        self.register_buffer(
+            "position", sine_position_encoding(self.grid_size, self.grid_size, config.projection_dim), persistent=False
+        )
 
     @torch.no_grad()
     def reset_position(self):
@@ -245,9 +254,15 @@ class DualBranchAligner(_PositionMixin):
         self.local_attention = LocalVisualAttention(config)
         self.decoder = SegmentationDecoder(dim, config.decoder_hidden_dim, config.num_response_masks)
         self.word_attention = WordCrossAttentionLayer(
-            dim, config.num_attention_heads, config.cross_attention_mlp_dim, config.attention_dropout, config.hidden_dropout
+            dim,
+            config.num_attention_heads,
+            config.cross_attention_mlp_dim,
+            config.attention_dropout,
+            config.hidden_dropout,
         )
-        self.coefficients = CoefficientHead(dim, config.num_response_masks, config.grid_size, config.coefficient_pooling)
+        self.coefficients = CoefficientHead(
+            dim, config.num_response_masks, config.grid_size, config.coefficient_pooling
+        )
         self.response_activation = config.response_activation
 
     def forward(self, coarse_map, words, word_mask):
@@ -272,7 +287,11 @@ class SingleBranchAligner(_PositionMixin):
         dim = config.projection_dim
         self.local_attention = LocalVisualAttention(config)
         self.word_attention = WordCrossAttentionLayer(
-            dim, config.num_attention_heads, config.cross_attention_mlp_dim, config.attention_dropout, config.hidden_dropout
+            dim,
+            config.num_attention_heads,
+            config.cross_attention_mlp_dim,
+            config.attention_dropout,
+            config.hidden_dropout,
         )
         self.decoder = SegmentationDecoder(dim, config.decoder_hidden_dim, 1)
 

@@ -19,11 +19,15 @@ from .modeling_fusion import ConcatFusion, ScaleWiseAggregator, SentenceVisualFu
 from .modeling_loss import asda_mask_loss
 from .modeling_selection import AdaptiveFeatureSelection
 
-
 logger = logging.get_logger(__name__)
 
 # CLIP tensors ASDA never uses: the image-text logit scale, the pooled-CLS projection and its post-LN.
-UNUSED_CLIP_KEYS = ("logit_scale", "visual_projection.weight", "vision_model.post_layernorm.weight", "vision_model.post_layernorm.bias")
+UNUSED_CLIP_KEYS = (
+    "logit_scale",
+    "visual_projection.weight",
+    "vision_model.post_layernorm.weight",
+    "vision_model.post_layernorm.bias",
+)
 
 
 @dataclass
@@ -153,7 +157,9 @@ class ASDAForReferringSegmentation(ASDAPreTrainedModel):
         size = self.config.image_size
         if not torch.is_tensor(pixel_values) or pixel_values.dim() != 4 or pixel_values.shape[1] != 3:
             shape = tuple(pixel_values.shape) if torch.is_tensor(pixel_values) else type(pixel_values).__name__
-            raise ValueError(f"pixel_values must be a (batch, 3, {size}, {size}) tensor; got {shape}. Use ASDAProcessor.")
+            raise ValueError(
+                f"pixel_values must be a (batch, 3, {size}, {size}) tensor; got {shape}. Use ASDAProcessor."
+            )
         if tuple(pixel_values.shape[-2:]) != (size, size):
             raise ValueError(
                 f"pixel_values are {tuple(pixel_values.shape[-2:])} but this model takes {size}x{size} letterboxed "
@@ -167,17 +173,23 @@ class ASDAForReferringSegmentation(ASDAPreTrainedModel):
                 f"got {pixel_values.shape[0]} images but {input_ids.shape[0]} expressions; each expression needs its image."
             )
         if attention_mask is not None and attention_mask.shape != input_ids.shape:
-            raise ValueError(f"attention_mask {tuple(attention_mask.shape)} must match input_ids {tuple(input_ids.shape)}.")
+            raise ValueError(
+                f"attention_mask {tuple(attention_mask.shape)} must match input_ids {tuple(input_ids.shape)}."
+            )
         if torch.compiler.is_compiling():
             return  # the checks below read tensor values: under torch.compile each would split the graph
         vocab = self.config.text_config.vocab_size
         if input_ids.numel() and (input_ids.min() < 0 or input_ids.max() >= vocab):
-            raise ValueError(f"input_ids must lie in [0, {vocab}); got [{input_ids.min().item()}, {input_ids.max().item()}].")
+            raise ValueError(
+                f"input_ids must lie in [0, {vocab}); got [{input_ids.min().item()}, {input_ids.max().item()}]."
+            )
         eos = self.config.text_config.eos_token_id
         has_eos = (input_ids == eos).any(dim=-1)
         if not bool(has_eos.all()):
             rows = torch.nonzero(~has_eos).flatten().tolist()
-            raise ValueError(f"input_ids rows {rows} contain no end-of-text token ({eos}); tokenize with ASDAProcessor.")
+            raise ValueError(
+                f"input_ids rows {rows} contain no end-of-text token ({eos}); tokenize with ASDAProcessor."
+            )
         if attention_mask is not None:
             empty = attention_mask.sum(dim=-1) == 0
             if bool(empty.any()):
@@ -305,9 +317,13 @@ class ASDAForReferringSegmentation(ASDAPreTrainedModel):
                 if key == "vision_model.embeddings.position_embedding.weight":
                     value = resize_position_embeddings(value, grid)
                 if target[key].shape != value.shape:
-                    raise ValueError(f"{key}: CLIP shape {tuple(value.shape)} does not fit ASDA {tuple(target[key].shape)}")
+                    raise ValueError(
+                        f"{key}: CLIP shape {tuple(value.shape)} does not fit ASDA {tuple(target[key].shape)}"
+                    )
                 target[key].copy_(value)
-        logger.info(f"Copied {len(source) - len(UNUSED_CLIP_KEYS)} CLIP tensors from {clip_name_or_path}; position table -> {grid}x{grid}.")
+        logger.info(
+            f"Copied {len(source) - len(UNUSED_CLIP_KEYS)} CLIP tensors from {clip_name_or_path}; position table -> {grid}x{grid}."
+        )
         model.config.clip_name_or_path = str(clip_name_or_path)
         return model
 

@@ -25,7 +25,9 @@ class SelectionNetwork(nn.Module):
         elif kind == "conv":
             # Convolution along the candidate axis: neighbouring layers are compared with each other.
             self.net = nn.Sequential(
-                nn.Conv1d(dim, hidden_dim, kernel_size=3, padding=1), nn.GELU(), nn.Conv1d(hidden_dim, 1, kernel_size=1)
+                nn.Conv1d(dim, hidden_dim, kernel_size=3, padding=1),
+                nn.GELU(),
+                nn.Conv1d(hidden_dim, 1, kernel_size=1),
             )
         else:
             raise ValueError(f"Unknown selector {kind!r}; expected linear, mlp or conv.")
@@ -55,8 +57,12 @@ class AdaptiveFeatureSelection(nn.Module):
         self.low_layers = tuple(config.low_candidate_layers)
         self.mid_layers = tuple(config.mid_candidate_layers)
         self.class_token_proj = nn.Linear(vision_dim, dim)  # Φ_T, shared by both candidate sets
-        self.low_selector = SelectionNetwork(config.selector, len(config.low_candidate_layers), dim, config.selector_hidden_dim)
-        self.mid_selector = SelectionNetwork(config.selector, len(config.mid_candidate_layers), dim, config.selector_hidden_dim)
+        self.low_selector = SelectionNetwork(
+            config.selector, len(config.low_candidate_layers), dim, config.selector_hidden_dim
+        )
+        self.mid_selector = SelectionNetwork(
+            config.selector, len(config.mid_candidate_layers), dim, config.selector_hidden_dim
+        )
 
     def _select(self, selector: SelectionNetwork, candidates: torch.Tensor, sentence: torch.Tensor):
         # candidates: (B, K, 1 + HW, D) hidden states of the candidate layers; sentence: (B, C)

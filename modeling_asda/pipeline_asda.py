@@ -1,4 +1,3 @@
-# coding=utf-8
 """`pipeline("referring-image-segmentation")`: masks for (image, expression) pairs from an ASDA checkpoint.
 
     from transformers import pipeline
@@ -19,12 +18,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-
 from transformers import AutoModel, Pipeline
 from transformers.dynamic_module_utils import custom_object_save
 from transformers.image_utils import load_image
 from transformers.pipelines import PIPELINE_REGISTRY
-
 
 TASK = "referring-image-segmentation"
 MASK_FORMATS = ("pil", "numpy")
@@ -115,7 +112,9 @@ class ReferringSegmentationPipeline(Pipeline):
                         + (f"; items {bad[:5]} are not" if bad else " (got an empty list)")
                     )
                 return list(inputs), False
-            if hasattr(inputs, "__iter__") and not isinstance(inputs, (str, bytes, os.PathLike, Image.Image, np.ndarray, torch.Tensor)):
+            if hasattr(inputs, "__iter__") and not isinstance(
+                inputs, (str, bytes, os.PathLike, Image.Image, np.ndarray, torch.Tensor)
+            ):
                 return inputs, False  # a generator or Dataset of dicts, streamed; preprocess checks each item
             raise ValueError("pass the expression: pipe(image, text='...') or pipe({'image': image, 'text': '...'})")
         if _is_pair(inputs):
@@ -127,7 +126,9 @@ class ReferringSegmentationPipeline(Pipeline):
             if isinstance(text, str):
                 texts = texts * len(inputs)
             if len(texts) != len(inputs):
-                raise ValueError(f"got {len(inputs)} images and {len(texts)} texts; pass one text per image (or one for all)")
+                raise ValueError(
+                    f"got {len(inputs)} images and {len(texts)} texts; pass one text per image (or one for all)"
+                )
             return [{"image": image, "text": t} for image, t in zip(inputs, texts)], False
         return [{"image": inputs, "text": t} for t in texts], isinstance(text, str)
 

@@ -1,4 +1,3 @@
-# coding=utf-8
 """Processor for ASDA: the letterbox image processor plus CLIP's BPE tokenizer at a fixed length.
 
 Text follows OpenAI's CLIP tokenizer and the published ASDA code (`clip.tokenize(phrase, 17, truncate=True)`):
@@ -15,7 +14,6 @@ import re
 from pathlib import Path
 
 import torch
-
 import transformers
 from transformers import CLIPTokenizer
 from transformers.feature_extraction_utils import BatchFeature
@@ -23,7 +21,6 @@ from transformers.processing_utils import ProcessorMixin
 from transformers.utils import logging
 
 from .image_processing_asda import ASDAImageProcessor
-
 
 try:  # optional: without it, mojibake and odd unicode forms tokenize differently from OpenAI's CLIP
     import ftfy

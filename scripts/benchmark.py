@@ -14,7 +14,7 @@ import os
 import shlex
 import sys
 
-from modeling_asda.benchmarking import BenchmarkSettings, run_benchmark, to_markdown, update_document
+from modeling_asda.benchmark.measure import BenchmarkSettings, run_benchmark, to_markdown, update_document
 
 SECTIONS = ("ceilings", "forward", "memory", "compile", "training", "data", "predict", "agreement")
 

@@ -21,7 +21,6 @@ import sys
 import zipfile
 from pathlib import Path
 
-
 BPE_NAME = "open_clip/bpe_simple_vocab_16e6.txt.gz"
 # sha256 of the file in open_clip_torch 3.3.0 (identical to OpenAI's original CLIP release).
 KNOWN_SHA256 = "924691ac288e54409236115652ad4aa250f48203de50a9e4722a6ecd48d6804a"

@@ -78,19 +78,30 @@ def main():
         command += ["--bf16"] * args.bf16 + ["--gradient_checkpointing"] * args.gradient_checkpointing
         output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
         rows.append(json.loads(output.strip().splitlines()[-1]))
-        print(f"batch {batch}: peak {rows[-1]['peak_mb']:.0f} MB (resident before the step {rows[-1]['rss_before_mb']:.0f} MB)")
+        print(
+            f"batch {batch}: peak {rows[-1]['peak_mb']:.0f} MB (resident before the step {rows[-1]['rss_before_mb']:.0f} MB)"
+        )
     if len(rows) < 2:
         return
     (b0, p0), (b1, p1) = (rows[0]["batch"], rows[0]["peak_mb"]), (rows[-1]["batch"], rows[-1]["peak_mb"])
     per_image = (p1 - p0) / (b1 - b0)
     fixed = p0 - per_image * b0
     estimate = fixed + per_image * args.target_batch
-    result = {"preset": args.preset, "bf16": args.bf16, "gradient_checkpointing": args.gradient_checkpointing,
-              "measured": rows, "per_image_mb": per_image, "fixed_mb": fixed,
-              "target_batch": args.target_batch, "estimate_mb": estimate}
+    result = {
+        "preset": args.preset,
+        "bf16": args.bf16,
+        "gradient_checkpointing": args.gradient_checkpointing,
+        "measured": rows,
+        "per_image_mb": per_image,
+        "fixed_mb": fixed,
+        "target_batch": args.target_batch,
+        "estimate_mb": estimate,
+    }
     print(json.dumps(result))
-    print(f"ESTIMATE at batch {args.target_batch}: {estimate / 1024:.1f} GiB "
-          f"({fixed / 1024:.1f} GiB fixed: weights, gradients, AdamW states, runtime; {per_image:.0f} MB per image)")
+    print(
+        f"ESTIMATE at batch {args.target_batch}: {estimate / 1024:.1f} GiB "
+        f"({fixed / 1024:.1f} GiB fixed: weights, gradients, AdamW states, runtime; {per_image:.0f} MB per image)"
+    )
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import json
 import os
 import sys
 
-from modeling_asda.visualization import plot_training_curves
+from modeling_asda.tools.visualization import plot_training_curves
 
 
 def main(argv=None) -> int:
@@ -30,7 +30,7 @@ def main(argv=None) -> int:
             state = json.load(handle)
         history = list(state["log_history"])
     except (json.JSONDecodeError, KeyError, TypeError) as err:
-        raise SystemExit(f"error: {path} is not a trainer_state.json with a log_history ({err})")
+        raise SystemExit(f"error: {path} is not a trainer_state.json with a log_history ({err})") from None
     # run_ris.py evaluates after saving the state; its final metrics are in eval_results.json beside it.
     final = os.path.join(os.path.dirname(os.path.abspath(path)), "eval_results.json")
     logged = {key for entry in history for key in entry}
@@ -43,7 +43,7 @@ def main(argv=None) -> int:
     try:
         series = plot_training_curves(history, output, title=os.path.basename(os.path.dirname(os.path.abspath(path))))
     except ValueError as err:
-        raise SystemExit(f"error: {path}: {err}")
+        raise SystemExit(f"error: {path}: {err}") from None
     evals = ", ".join(f"{split} {metric}" for split, metric in sorted(series["eval"]))
     print(f"wrote {output}: {len(series['loss'])} loss points; evaluation: {evals or 'none'}")
     return 0

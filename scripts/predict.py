@@ -19,9 +19,9 @@ import sys
 
 from transformers.utils import logging as hf_logging
 
-from modeling_asda.batch_predict import format_summary, plan_jobs, predict_files
-from modeling_asda.inference import load_model_and_processor, resolve_device
+from modeling_asda.evaluation.inference import load_model_and_processor, resolve_device
 from modeling_asda.pipeline_asda import ReferringSegmentationPipeline
+from modeling_asda.tools.predict import format_summary, plan_jobs, predict_files
 
 
 def parse_args(argv):
@@ -35,7 +35,9 @@ def parse_args(argv):
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     parser.add_argument("--bf16", action="store_true", help="run the model under bfloat16 autocast")
     parser.add_argument("--batch_size", type=int, default=8, help="(image, expression) pairs per forward pass")
-    parser.add_argument("--threshold", type=float, default=None, help="mask probability threshold (default: the checkpoint's, 0.35)")
+    parser.add_argument(
+        "--threshold", type=float, default=None, help="mask probability threshold (default: the checkpoint's, 0.35)"
+    )
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         parser.error(f"--batch_size must be >= 1, got {args.batch_size}")
@@ -53,11 +55,16 @@ def main(argv=None) -> int:
         plan = plan_jobs(args.image, args.text, args.expressions)
         device = resolve_device(args.device)
     except (ValueError, FileNotFoundError) as err:
-        raise SystemExit(f"error: {err}")
+        raise SystemExit(f"error: {err}") from None
     model, processor = load_model_and_processor(args.model, revision=args.revision, device=device)
     pipe = ReferringSegmentationPipeline(model=model, processor=processor, device=device)
     summary = predict_files(
-        pipe, plan, args.output_dir, batch_size=args.batch_size, threshold=args.threshold, bf16=args.bf16,
+        pipe,
+        plan,
+        args.output_dir,
+        batch_size=args.batch_size,
+        threshold=args.threshold,
+        bf16=args.bf16,
         progress=len(plan.jobs) > 1,
     )
     print(format_summary(summary, device, args.bf16))

@@ -20,9 +20,8 @@ import os
 import shutil
 import sys
 
-from modeling_asda.data_hub_formats import save_prepared
-from modeling_asda.data_loading import load_referring_dataset
-
+from modeling_asda.data.hub_formats import save_prepared
+from modeling_asda.data.loading import load_referring_dataset
 
 logger = logging.getLogger("prepare_refcoco")
 

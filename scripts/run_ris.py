@@ -19,16 +19,16 @@ import datasets
 import transformers
 from transformers import HfArgumentParser, set_seed
 
-from modeling_asda.experiment import (
+from modeling_asda.pipeline_asda import add_pipeline_to_checkpoint
+from modeling_asda.training.arguments import DataArguments, ModelArguments, RISTrainingArguments
+from modeling_asda.training.experiment import (
     build_model_and_processor,
     evaluate_splits,
     finish_run,
     load_splits,
     make_trainer,
 )
-from modeling_asda.launch import prepare_cpu_distributed
-from modeling_asda.pipeline_asda import add_pipeline_to_checkpoint
-from modeling_asda.training_args import DataArguments, ModelArguments, RISTrainingArguments
+from modeling_asda.training.launch import prepare_cpu_distributed
 
 logger = logging.getLogger(__name__)
 
@@ -94,8 +94,17 @@ def main(argv=None):
         trainer.save_metrics("eval", eval_metrics)
 
     if trainer.is_world_process_zero():
-        finish_run(trainer, model_args, data_args, training_args, train_metrics, eval_metrics, splits.raw_eval,
-                   wall_seconds=time.time() - start, argv=argv)
+        finish_run(
+            trainer,
+            model_args,
+            data_args,
+            training_args,
+            train_metrics,
+            eval_metrics,
+            splits.raw_eval,
+            wall_seconds=time.time() - start,
+            argv=argv,
+        )
         print(json.dumps({"output_dir": training_args.output_dir, "seconds": round(time.time() - start, 1)}))
     # Close the process group on every rank once the main one is done: a rank that exits with the gloo group
     # open aborts at interpreter shutdown ("terminate called without an active exception"), failing the launch.

@@ -17,8 +17,13 @@ import sys
 
 from transformers.utils import logging as hf_logging
 
-from modeling_asda.inference import load_model_and_processor, load_split, resolve_device
-from modeling_asda.selection_report import build_selection_report, format_selection_markdown, predict_selection, report_to_json
+from modeling_asda.evaluation.inference import load_model_and_processor, load_split, resolve_device
+from modeling_asda.evaluation.selection_report import (
+    build_selection_report,
+    format_selection_markdown,
+    predict_selection,
+    report_to_json,
+)
 
 
 def main(argv=None) -> int:
@@ -31,7 +36,9 @@ def main(argv=None) -> int:
     parser.add_argument("--image_root", default=None)
     parser.add_argument("--split", default="val")
     parser.add_argument("--max_samples", type=int, default=None)
-    parser.add_argument("--synthetic_num_eval", type=int, default=1000, help="as run_ris.py: rows of the synthetic split")
+    parser.add_argument(
+        "--synthetic_num_eval", type=int, default=1000, help="as run_ris.py: rows of the synthetic split"
+    )
     parser.add_argument("--synthetic_seed", type=int, default=0)
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--device", default=None)
@@ -44,19 +51,36 @@ def main(argv=None) -> int:
 
     device = resolve_device(args.device)
     model, processor = load_model_and_processor(args.model, args.revision, device)
-    rows = load_split(args.dataset_name, args.split, args.dataset_config, args.split_by, args.image_root,
-                      max_samples=args.max_samples, synthetic_num=args.synthetic_num_eval, synthetic_seed=args.synthetic_seed)
+    rows = load_split(
+        args.dataset_name,
+        args.split,
+        args.dataset_config,
+        args.split_by,
+        args.image_root,
+        max_samples=args.max_samples,
+        synthetic_num=args.synthetic_num_eval,
+        synthetic_seed=args.synthetic_seed,
+    )
     try:
-        predictions = predict_selection(model, processor, rows, batch_size=args.batch_size, use_cpu=device.type == "cpu")
+        predictions = predict_selection(
+            model, processor, rows, batch_size=args.batch_size, use_cpu=device.type == "cpu"
+        )
     except ValueError as err:
-        raise SystemExit(f"error: {args.model}: {err}")
+        raise SystemExit(f"error: {args.model}: {err}") from None
     synthetic = len(rows) > 0 and set(rows["source"]) == {"synthetic"}
     report = build_selection_report(
-        rows["sentence"], rows["category_id"], predictions, model.config.low_candidate_layers,
-        model.config.mid_candidate_layers, synthetic=synthetic,
+        rows["sentence"],
+        rows["category_id"],
+        predictions,
+        model.config.low_candidate_layers,
+        model.config.mid_candidate_layers,
+        synthetic=synthetic,
     )
     report["model"], report["dataset"], report["split"] = args.model, args.dataset_name, args.split
-    markdown = f"# Adaptive selection: {args.model} on {args.dataset_name} {args.split}\n\n" + format_selection_markdown(report)
+    markdown = (
+        f"# Adaptive selection: {args.model} on {args.dataset_name} {args.split}\n\n"
+        + format_selection_markdown(report)
+    )
     os.makedirs(args.output_dir, exist_ok=True)
     with open(os.path.join(args.output_dir, "selection_report.md"), "w") as handle:
         handle.write(markdown)
@@ -64,7 +88,7 @@ def main(argv=None) -> int:
         handle.write(report_to_json(report))
     print(markdown)
     if not args.no_plot:
-        from modeling_asda.visualization import plot_selection_report
+        from modeling_asda.tools.visualization import plot_selection_report
 
         plot_selection_report(report, os.path.join(args.output_dir, "selection_report.png"))
     print(f"wrote {args.output_dir}/selection_report.md, .json" + ("" if args.no_plot else ", .png"))

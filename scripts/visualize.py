@@ -18,9 +18,9 @@ import sys
 
 from transformers.utils import logging as hf_logging
 
-from modeling_asda.batch_predict import UnreadableFile, read_image
-from modeling_asda.inference import load_model_and_processor, load_split
-from modeling_asda.visualization import FEATURE_METHODS, explain_pairs, plot_explanations
+from modeling_asda.evaluation.inference import load_model_and_processor, load_split
+from modeling_asda.tools.predict import UnreadableFile, read_image
+from modeling_asda.tools.visualization import FEATURE_METHODS, explain_pairs, plot_explanations
 
 
 def parse_args(argv):
@@ -34,18 +34,28 @@ def parse_args(argv):
     source.add_argument("--image_root", default=None)
     source.add_argument("--split", default="val")
     source.add_argument("--indices", default="0,1,2,3", help="comma-separated row numbers of the split")
-    source.add_argument("--synthetic_num_eval", type=int, default=1000, help="as run_ris.py: rows of the synthetic split")
+    source.add_argument(
+        "--synthetic_num_eval", type=int, default=1000, help="as run_ris.py: rows of the synthetic split"
+    )
     source.add_argument("--synthetic_seed", type=int, default=0)
     own = parser.add_argument_group("pairs from your image (no ground truth)")
     own.add_argument("--image", help="an image file")
     own.add_argument("--text", action="append", help="an expression; repeat for several")
-    parser.add_argument("--feature_method", choices=FEATURE_METHODS, default="norm",
-                        help="feature map shown: channel L2 norm, or first principal component")
+    parser.add_argument(
+        "--feature_method",
+        choices=FEATURE_METHODS,
+        default="norm",
+        help="feature map shown: channel L2 norm, or first principal component",
+    )
     parser.add_argument("--threshold", type=float, default=None)
     parser.add_argument("--device", default=None)
     parser.add_argument("--output", default="asda_explained.png", help="PNG file to write")
-    parser.add_argument("--palette", action="store_true", help="store the PNG with a 256-colour palette (smaller, for docs)")
-    parser.add_argument("--dpi", type=int, default=110, help="figure resolution in dots per inch (each panel is 2.2 inches wide)")
+    parser.add_argument(
+        "--palette", action="store_true", help="store the PNG with a 256-colour palette (smaller, for docs)"
+    )
+    parser.add_argument(
+        "--dpi", type=int, default=110, help="figure resolution in dots per inch (each panel is 2.2 inches wide)"
+    )
     args = parser.parse_args(argv)
     if bool(args.dataset_name) == bool(args.image):
         parser.error("pass either --dataset_name (rows with ground truth) or --image with --text")
@@ -63,16 +73,23 @@ def main(argv=None) -> int:
         try:
             image = read_image(args.image)
         except UnreadableFile as err:
-            raise SystemExit(f"error: --image {args.image}: {err}")
+            raise SystemExit(f"error: --image {args.image}: {err}") from None
         images, texts, masks = [image] * len(args.text), args.text, None
         title = os.path.basename(args.image)
     else:
         try:
             indices = [int(i) for i in args.indices.split(",") if i.strip()]
         except ValueError:
-            raise SystemExit(f"error: --indices must be comma-separated integers, got {args.indices!r}")
-        rows = load_split(args.dataset_name, args.split, args.dataset_config, args.split_by, args.image_root,
-                          synthetic_num=max(args.synthetic_num_eval, max(indices) + 1), synthetic_seed=args.synthetic_seed)
+            raise SystemExit(f"error: --indices must be comma-separated integers, got {args.indices!r}") from None
+        rows = load_split(
+            args.dataset_name,
+            args.split,
+            args.dataset_config,
+            args.split_by,
+            args.image_root,
+            synthetic_num=max(args.synthetic_num_eval, max(indices) + 1),
+            synthetic_seed=args.synthetic_seed,
+        )
         bad = [i for i in indices if not 0 <= i < len(rows)]
         if bad or not indices:
             raise SystemExit(f"error: --indices {bad or args.indices} outside the split's {len(rows)} rows")
@@ -80,7 +97,9 @@ def main(argv=None) -> int:
         images, texts, masks = list(rows["image"]), list(rows["sentence"]), list(rows["mask"])
         title = f"{args.dataset_name} {args.split}, rows {args.indices}"
     model, processor = load_model_and_processor(args.model, args.revision, args.device)
-    records = explain_pairs(model, processor, images, texts, gt_masks=masks, threshold=args.threshold, method=args.feature_method)
+    records = explain_pairs(
+        model, processor, images, texts, gt_masks=masks, threshold=args.threshold, method=args.feature_method
+    )
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     model_name = os.path.basename(os.path.normpath(args.model))
     columns = plot_explanations(records, args.output, title=f"{title} — {model_name}", dpi=args.dpi)

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from modeling_asda import ASDAConfig, ASDAForReferringSegmentation, ASDAProcessor
-from modeling_asda.data_synthetic import build_synthetic_dataset
+from modeling_asda.data.synthetic import build_synthetic_dataset
 from modeling_asda.pipeline_asda import add_pipeline_to_checkpoint
 
 
@@ -31,8 +31,10 @@ def make_trained_checkpoint(folder, steps: int = 6, seed: int = 0):
     for step in range(steps):
         index = torch.arange(4) + 4 * (step % 2)
         loss = model(
-            pixel_values=batch["pixel_values"][index], input_ids=batch["input_ids"][index],
-            attention_mask=batch["attention_mask"][index], labels=batch["labels"][index],
+            pixel_values=batch["pixel_values"][index],
+            input_ids=batch["input_ids"][index],
+            attention_mask=batch["attention_mask"][index],
+            labels=batch["labels"][index],
         ).loss
         optimizer.zero_grad()
         loss.backward()

@@ -19,7 +19,6 @@ import struct
 import numpy as np
 from PIL import Image
 
-
 IMAGES = {101: (40, 32), 102: (36, 30)}  # image id -> (width, height)
 
 
@@ -434,7 +433,7 @@ def prepared_dataset_dict(image_bytes):
     """The canonical rows of OBJECTS built directly from the expected values (not by the loaders)."""
     import datasets
 
-    from modeling_asda.data_schema import CANONICAL_FEATURES
+    from modeling_asda.data.schema import CANONICAL_FEATURES
 
     by_split = {}
     for sample_id, row in expected_rows().items():
@@ -478,7 +477,7 @@ _ID_FIELDS = ("image_id", "ref_id", "ann_id", "sent_id", "category_id", "split",
 def assert_rows_match(dataset_dict, expected, source=None):
     """Every row of `dataset_dict` equals expected[row's sample_id] (ids, sentence, bbox, the mask
     pixel for pixel, the image pixels), and every expected row is there."""
-    from modeling_asda.data_schema import CANONICAL_FEATURES
+    from modeling_asda.data.schema import CANONICAL_FEATURES
 
     found = set()
     for split, dataset in dataset_dict.items():

@@ -32,7 +32,11 @@ def run_fresh(code: str, cwd, timeout: int = 300) -> dict:
     env.pop("PYTHONPATH", None)
     result = subprocess.run(
         [sys.executable, "-c", prologue + textwrap.dedent(code) + epilogue],
-        cwd=str(cwd), env=env, capture_output=True, text=True, timeout=timeout,
+        cwd=str(cwd),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     if result.returncode != 0:
         raise AssertionError(f"fresh process failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}")

@@ -5,16 +5,16 @@ import pytest
 from datasets import Dataset
 from PIL import Image
 
-from modeling_asda.baselines import (
+from modeling_asda.data.schema import CANONICAL_FEATURES
+from modeling_asda.data.synthetic import MAX_OBJECTS, SyntheticConfig, build_synthetic_dataset, scene_for_row
+from modeling_asda.evaluation.baselines import (
     RANDOM_OBJECT,
     WHOLE_IMAGE,
     language_blind_baselines,
     random_object_counts,
     whole_image_counts,
 )
-from modeling_asda.data_schema import CANONICAL_FEATURES
-from modeling_asda.data_synthetic import MAX_OBJECTS, SyntheticConfig, build_synthetic_dataset, scene_for_row
-from modeling_asda.metrics import summarize
+from modeling_asda.evaluation.metrics import summarize
 
 
 @pytest.fixture(scope="module")
@@ -37,9 +37,20 @@ def hand_dataset():
     for k, mask in enumerate(masks):
         h, w = mask.shape
         values = dict(
-            sample_id=f"{k}_{k}", image_id=k, ref_id=k, ann_id=k, sent_id=k, category_id=1, split="test",
-            sentence="the thing", image=png(np.zeros((h, w, 3), np.uint8)), mask=png(mask),
-            bbox=[0.0, 0.0, 1.0, 1.0], width=w, height=h, source="synthetic",
+            sample_id=f"{k}_{k}",
+            image_id=k,
+            ref_id=k,
+            ann_id=k,
+            sent_id=k,
+            category_id=1,
+            split="test",
+            sentence="the thing",
+            image=png(np.zeros((h, w, 3), np.uint8)),
+            mask=png(mask),
+            bbox=[0.0, 0.0, 1.0, 1.0],
+            width=w,
+            height=h,
+            source="synthetic",
         )
         for name, value in values.items():
             rows[name].append(value)

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from modeling_asda import benchmarking as bench
+from modeling_asda.benchmark import measure as bench
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,9 @@ def test_paired_alternates_the_two_calls_and_reports_the_median_ratio():
 def test_forward_benchmark_on_tiny_model_reports_consistent_numbers(tiny_model):
     settings = bench.BenchmarkSettings.quick_settings(repeats=1, warmup=0, throughput_batch=2)
     model = tiny_model
-    result = bench.forward_benchmark(model, lambda b: bench.asda_inputs(model.config, b), settings, ceiling_gflops=100.0)
+    result = bench.forward_benchmark(
+        model, lambda b: bench.asda_inputs(model.config, b), settings, ceiling_gflops=100.0
+    )
     assert result["parameters"] == sum(p.numel() for p in model.parameters())
     assert result["gflops_per_image"] > 0
     for key, batch in (("latency", 1), ("throughput", 2)):
@@ -66,7 +68,11 @@ def test_forward_benchmark_on_tiny_model_reports_consistent_numbers(tiny_model):
 
 def test_clipseg_config_has_the_rd64_refined_dimensions():
     config = bench.clipseg_config()
-    assert (config.reduce_dim, config.use_complex_transposed_convolution, config.extract_layers) == (64, True, [3, 6, 9])
+    assert (config.reduce_dim, config.use_complex_transposed_convolution, config.extract_layers) == (
+        64,
+        True,
+        [3, 6, 9],
+    )
     vision = config.vision_config
     assert (vision.patch_size, vision.hidden_size, vision.num_hidden_layers, vision.image_size) == (16, 768, 12, 224)
     assert (config.text_config.hidden_size, config.projection_dim) == (512, 512)
@@ -97,25 +103,58 @@ def test_data_pipeline_and_predict_paths_run_on_tiny_sizes(tiny_model):
 
 def _results(asda_rate, clip_rate, ceiling, fp32_s, bf16_s, ratio, data, train, peak):
     def entry(rate, seconds, batch=1):
-        return {"achieved_gflops_per_s": rate, "fraction_of_ceiling": rate / ceiling, "median_s": seconds,
-                "batch": batch, "images_per_s": batch / seconds}
+        return {
+            "achieved_gflops_per_s": rate,
+            "fraction_of_ceiling": rate / ceiling,
+            "median_s": seconds,
+            "batch": batch,
+            "images_per_s": batch / seconds,
+        }
 
     def model(rate, seconds):
-        return {"parameters": 1e6, "gflops_per_image": rate * seconds, "latency": entry(rate, seconds),
-                "throughput": entry(rate, seconds, 2)}
+        return {
+            "parameters": 1e6,
+            "gflops_per_image": rate * seconds,
+            "latency": entry(rate, seconds),
+            "throughput": entry(rate, seconds, 2),
+        }
 
     stages = {"decode": 0.01, "preprocess": 0.02, "forward": 1.0, "postprocess": 0.03, "predict": ratio}
     return {
         "ceilings": {"float32": {"gflops_per_s": ceiling, "size": 64}},
-        "forward": {"asda_vit_b16_fp32": model(asda_rate, fp32_s), "asda_vit_b16_bf16": model(asda_rate, bf16_s),
-                    "clipseg_rd64_fp32": model(clip_rate, 1.0)},
-        "bf16_speedup": {"ratio": fp32_s / bf16_s, "batch": 1, "first_times_s": [fp32_s], "first_median_s": fp32_s,
-                         "second_median_s": bf16_s},
-        "predict": {"asda_vit_b16": {"overhead_ratio": ratio, "stages_s": stages, "image": "64x48 JPEG",
-                                     "mask_shape": [48, 64]}},
-        "data_pipeline": {"tiny": {"worker_1_thread": {"samples_per_s": data}, "main_process": {"samples_per_s": data}}},
-        "training": {"tiny": {"samples_per_s": train, "batch": 16, "image_size": 128, "median_s": 16 / train,
-                              "gflops_per_sample": 1.0, "achieved_gflops_per_s": train}},
+        "forward": {
+            "asda_vit_b16_fp32": model(asda_rate, fp32_s),
+            "asda_vit_b16_bf16": model(asda_rate, bf16_s),
+            "clipseg_rd64_fp32": model(clip_rate, 1.0),
+        },
+        "bf16_speedup": {
+            "ratio": fp32_s / bf16_s,
+            "batch": 1,
+            "first_times_s": [fp32_s],
+            "first_median_s": fp32_s,
+            "second_median_s": bf16_s,
+        },
+        "predict": {
+            "asda_vit_b16": {
+                "overhead_ratio": ratio,
+                "stages_s": stages,
+                "image": "64x48 JPEG",
+                "mask_shape": [48, 64],
+            }
+        },
+        "data_pipeline": {
+            "tiny": {"worker_1_thread": {"samples_per_s": data}, "main_process": {"samples_per_s": data}}
+        },
+        "training": {
+            "tiny": {
+                "samples_per_s": train,
+                "batch": 16,
+                "image_size": 128,
+                "median_s": 16 / train,
+                "gflops_per_sample": 1.0,
+                "achieved_gflops_per_s": train,
+            }
+        },
         "memory": {"asda_vit_b16_fp32": {"peak_rss_mb": peak, "method": "test"}},
     }
 
@@ -134,9 +173,19 @@ def test_targets_are_judged_against_the_issue_thresholds():
 
 def test_markdown_and_document_update(tmp_path):
     results = _results(80, 70, 100, 2.0, 1.0, 1.1, 500, 50, 1500)
-    results.update(machine={"cpu": "test cpu", "logical_cpus": 2, "torch": "x", "cpu_capability": "AVX512",
-                            "torch_threads": 2, "native_bf16": [], "device": "cpu", "load_average_at_start": [0, 0, 0]},
-                   settings={"quick": True, "repeats": 1, "warmup": 0})
+    results.update(
+        machine={
+            "cpu": "test cpu",
+            "logical_cpus": 2,
+            "torch": "x",
+            "cpu_capability": "AVX512",
+            "torch_threads": 2,
+            "native_bf16": [],
+            "device": "cpu",
+            "load_average_at_start": [0, 0, 0],
+        },
+        settings={"quick": True, "repeats": 1, "warmup": 0},
+    )
     results["targets"] = bench.evaluate_targets(results)
     markdown = bench.to_markdown(results, "python scripts/benchmark.py --quick")
     assert "test cpu" in markdown and "`python scripts/benchmark.py --quick`" in markdown

@@ -10,15 +10,15 @@ import pickle
 import sys
 import types
 
+import fixtures_data as fx
 import numpy as np
 import pytest
 
-import fixtures_data as fx
-from modeling_asda import data_masks
-from modeling_asda.data_convert import normalize_split
-from modeling_asda.data_hub_formats import jxu_split_names
-from modeling_asda.data_loading import detect_format, load_referring_dataset
-from modeling_asda.data_masks import SegmentationError, decode_segmentation
+from modeling_asda.data import masks as data_masks
+from modeling_asda.data.convert import normalize_split
+from modeling_asda.data.hub_formats import jxu_split_names
+from modeling_asda.data.loading import detect_format, load_referring_dataset
+from modeling_asda.data.masks import SegmentationError, decode_segmentation
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +70,7 @@ def test_refer_image_root_is_found_in_the_refer_layout(formats, tmp_path):
 
 def _lmms_expected():
     expected = {}
-    for split, ref_ids in fx.LMMS_SPLITS.items():
+    for ref_ids in fx.LMMS_SPLITS.values():
         rows = fx.expected_rows(ref_ids)
         for obj in (o for o in fx.OBJECTS if o["ref_id"] in ref_ids):
             for k, (sent_id, _, _) in enumerate(obj["sentences"]):
@@ -188,9 +188,9 @@ def test_hub_id_is_downloaded_with_huggingface_hub(formats, tmp_path, monkeypatc
 
 def test_synthetic_dispatch(monkeypatch):
     received = {}
-    fake = types.ModuleType("modeling_asda.data_synthetic")
+    fake = types.ModuleType("modeling_asda.data.synthetic")
     fake.build_synthetic_dataset = lambda **kwargs: received.update(kwargs) or "synthetic data"
-    monkeypatch.setitem(sys.modules, "modeling_asda.data_synthetic", fake)
+    monkeypatch.setitem(sys.modules, "modeling_asda.data.synthetic", fake)
     assert load_referring_dataset("synthetic", num_samples=7, seed=3) == "synthetic data"
     assert received == {"num_samples": 7, "seed": 3}
     with pytest.raises(TypeError, match="num_samples"):

@@ -59,7 +59,9 @@ def _reference(block, x, use_batch_statistics):
         mean, var = y.mean(dim=(0, 2, 3)), y.var(dim=(0, 2, 3), unbiased=False)
     else:
         mean, var = norm.running_mean, norm.running_var
-    y = (y - mean[:, None, None]) / torch.sqrt(var[:, None, None] + norm.eps) * norm.weight[:, None, None] + norm.bias[:, None, None]
+    y = (y - mean[:, None, None]) / torch.sqrt(var[:, None, None] + norm.eps) * norm.weight[:, None, None] + norm.bias[
+        :, None, None
+    ]
     return torch.where(y > 0, y, 0.1 * y)
 
 

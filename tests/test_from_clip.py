@@ -36,10 +36,25 @@ def saved_clip_vit_b16(tmp_path_factory):
     """A random CLIPModel with openai/clip-vit-base-patch16 shapes, saved like a Hub checkpoint."""
     torch.manual_seed(0)
     config = CLIPConfig(
-        text_config=dict(hidden_size=512, intermediate_size=2048, num_hidden_layers=12, num_attention_heads=8,
-                         max_position_embeddings=77, vocab_size=49408, eos_token_id=2, hidden_act="quick_gelu"),
-        vision_config=dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
-                           patch_size=16, image_size=224, hidden_act="quick_gelu"),
+        text_config=dict(
+            hidden_size=512,
+            intermediate_size=2048,
+            num_hidden_layers=12,
+            num_attention_heads=8,
+            max_position_embeddings=77,
+            vocab_size=49408,
+            eos_token_id=2,
+            hidden_act="quick_gelu",
+        ),
+        vision_config=dict(
+            hidden_size=768,
+            intermediate_size=3072,
+            num_hidden_layers=12,
+            num_attention_heads=12,
+            patch_size=16,
+            image_size=224,
+            hidden_act="quick_gelu",
+        ),
         projection_dim=512,
     )
     folder = tmp_path_factory.mktemp("clip-vit-b16")

@@ -5,10 +5,9 @@ import os
 
 import numpy as np
 import torch
+from hub_helpers import run_fresh
 
 from modeling_asda import ASDAConfig, ASDAForReferringSegmentation
-
-from hub_helpers import run_fresh
 
 
 def test_model_folder_loads_in_fresh_offline_process_with_identical_logits(tmp_path):
@@ -25,8 +24,14 @@ def test_model_folder_loads_in_fresh_offline_process_with_identical_logits(tmp_p
 
     files = set(os.listdir(folder))
     assert "model.safetensors" in files and "pytorch_model.bin" not in files
-    for name in ("configuration_asda.py", "modeling_asda.py", "modeling_selection.py", "modeling_fusion.py",
-                 "modeling_aligner.py", "modeling_loss.py"):
+    for name in (
+        "configuration_asda.py",
+        "modeling_asda.py",
+        "modeling_selection.py",
+        "modeling_fusion.py",
+        "modeling_aligner.py",
+        "modeling_loss.py",
+    ):
         assert name in files, f"{name} was not copied next to the weights"
     saved_config = json.loads((folder / "config.json").read_text())
     assert saved_config["auto_map"] == {

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from modeling_asda.metrics import (
+from modeling_asda.evaluation.metrics import (
     METRIC_KEYS,
     RISMetricAccumulator,
     batch_intersection_and_union,
@@ -18,7 +18,6 @@ from modeling_asda.metrics import (
     merge_split_results,
     summarize,
 )
-
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -165,10 +164,7 @@ def test_results_table():
         "baseline: whole image": {"val": {"mIoU": 0.0572, "oIoU": 0.0573}},
     }
     assert format_results_table(results) == (
-        "| Method | val | test |\n"
-        "|---|---:|---:|\n"
-        "| ASDA | 75.06 | 77.14 |\n"
-        "| baseline: whole image | 5.72 | - |"
+        "| Method | val | test |\n|---|---:|---:|\n| ASDA | 75.06 | 77.14 |\n| baseline: whole image | 5.72 | - |"
     )
     assert format_results_table(results, splits=["val"], metrics=("mIoU", "oIoU"), percent=False, digits=3) == (
         "| Method | val mIoU | val oIoU |\n"

@@ -11,9 +11,14 @@ from huggingface_hub import ModelCard
 from transformers import HfArgumentParser
 
 from modeling_asda import ASDAConfig, ASDAForReferringSegmentation
-from modeling_asda import model_card
-from modeling_asda.model_card import CONTEXT_FILE, TEMPLATE_NAME, push_folder_to_hub, template_path, write_model_card
-from modeling_asda.training_args import DataArguments, ModelArguments, RISTrainingArguments
+from modeling_asda.evaluation.model_card import (
+    CONTEXT_FILE,
+    TEMPLATE_NAME,
+    push_folder_to_hub,
+    template_path,
+    write_model_card,
+)
+from modeling_asda.training.arguments import DataArguments, ModelArguments, RISTrainingArguments
 
 REPO = Path(__file__).resolve().parent.parent
 ROWS = {
@@ -31,13 +36,35 @@ def model():
 
 
 def parse(argv):
-    return HfArgumentParser((ModelArguments, DataArguments, RISTrainingArguments)).parse_args_into_dataclasses(args=argv)
+    return HfArgumentParser((ModelArguments, DataArguments, RISTrainingArguments)).parse_args_into_dataclasses(
+        args=argv
+    )
 
 
 def write(model, tmp_path, extra=(), rows=ROWS):
-    argv = ["--config_preset", "tiny", "--dataset_name", "synthetic", "--synthetic_num_train", "512", "--eval_splits",
-            "val,test", "--do_train", "--do_eval", "--learning_rate", "1e-3", "--lr_schedule", "hf", "--hflip_prob", "0.5",
-            "--output_dir", str(tmp_path / "asda-run"), "--report_to", "none", *extra]
+    argv = [
+        "--config_preset",
+        "tiny",
+        "--dataset_name",
+        "synthetic",
+        "--synthetic_num_train",
+        "512",
+        "--eval_splits",
+        "val,test",
+        "--do_train",
+        "--do_eval",
+        "--learning_rate",
+        "1e-3",
+        "--lr_schedule",
+        "hf",
+        "--hflip_prob",
+        "0.5",
+        "--output_dir",
+        str(tmp_path / "asda-run"),
+        "--report_to",
+        "none",
+        *extra,
+    ]
     model_args, data_args, training_args = parse(argv)
     summary = {"command": "python scripts/run_ris.py " + " ".join(argv), "wall_seconds": 93.0}
     write_model_card(model, training_args.output_dir, model_args, data_args, training_args, rows, summary)
@@ -55,12 +82,20 @@ def test_card_validates_and_its_model_index_holds_the_measured_values(model, tmp
     assert data.base_model is None and "base_model" not in text.split("---")[1]  # random init: no base model
     assert "\nmodel-index:\n" in text
     assert data.model_name == "asda-run"
-    measured = {(s, m.lower()): round(100 * v[m], 2) for s, v in ROWS["ASDA (this run)"].items() for m in ("mIoU", "oIoU")}
+    measured = {
+        (s, m.lower()): round(100 * v[m], 2) for s, v in ROWS["ASDA (this run)"].items() for m in ("mIoU", "oIoU")
+    }
     assert {(r.dataset_split, r.metric_type): r.metric_value for r in data.eval_results} == measured
     assert measured[("val", "miou")] == 41.23 and measured[("val", "oiou")] == 50.05
     assert all(r.task_type == "image-segmentation" and r.dataset_type == "asda-synthetic" for r in data.eval_results)
 
-    for section in ("## Results", "## Evaluation protocol", "## How to use", "## Training recipe", "## Intended use and limits"):
+    for section in (
+        "## Results",
+        "## Evaluation protocol",
+        "## How to use",
+        "## Training recipe",
+        "## Intended use and limits",
+    ):
         assert section in text
     assert "| ASDA (this run) | 41.23 | 50.05 | 40.00 | 20.00 | 1.00 | 39.88 | 48.11 |" in text
     assert "threshold of **0.35**" in text and "**original image size**" in text
@@ -72,12 +107,17 @@ def test_card_validates_and_its_model_index_holds_the_measured_values(model, tmp
 
 
 def test_base_model_and_dataset_ids(model, tmp_path):
-    hub = ModelCard.load(write(model, tmp_path / "a", ["--clip_model_name_or_path", "openai/clip-vit-base-patch16"]) / "README.md")
+    hub = ModelCard.load(
+        write(model, tmp_path / "a", ["--clip_model_name_or_path", "openai/clip-vit-base-patch16"]) / "README.md"
+    )
     assert hub.data.base_model == "openai/clip-vit-base-patch16"
     local = ModelCard.load(write(model, tmp_path / "b", ["--clip_model_name_or_path", str(tmp_path)]) / "README.md")
     assert local.data.base_model is None  # a local folder is no Hub id
     rows = {"ASDA (this run)": {"testA": {"mIoU": 0.7, "oIoU": 0.72}}}
-    card = ModelCard.load(write(model, tmp_path / "c", ["--dataset_name", "/data/refer", "--dataset_config", "refcoco"], rows=rows) / "README.md")
+    card = ModelCard.load(
+        write(model, tmp_path / "c", ["--dataset_name", "/data/refer", "--dataset_config", "refcoco"], rows=rows)
+        / "README.md"
+    )
     assert card.data.datasets == ["jxu124/refcoco"]
     assert card.data.eval_results[0].dataset_split == "testA" and card.data.eval_results[0].metric_value == 70.0
     assert "inherits COCO's coverage and biases" in card.text
@@ -85,23 +125,13 @@ def test_base_model_and_dataset_ids(model, tmp_path):
     assert no_eval.data.eval_results is None and "No evaluation was run." in no_eval.text
 
 
-def test_packaged_template_is_identical_and_installed():
-    repo_copy = REPO / "model_cards" / TEMPLATE_NAME
-    packaged = REPO / "modeling_asda" / TEMPLATE_NAME
-    assert packaged.read_bytes() == repo_copy.read_bytes(), "copy model_cards/model_card_template.md to modeling_asda/"
-    assert template_path() == repo_copy  # a checkout reads model_cards/
+def test_template_is_installed_as_package_data():
+    assert template_path().is_file()
     setup = configparser.ConfigParser()
     setup.read(REPO / "setup.cfg")
-    patterns = [p.strip() for p in setup["options.package_data"]["modeling_asda"].split(",")]
-    assert any(fnmatch.fnmatch(TEMPLATE_NAME, p) for p in patterns), "setup.cfg must install the packaged template"
-
-
-def test_packaged_template_is_used_without_a_checkout(monkeypatch, tmp_path):
-    fake_module = tmp_path / "site-packages" / "modeling_asda" / "model_card.py"
-    fake_module.parent.mkdir(parents=True)
-    (fake_module.parent / TEMPLATE_NAME).write_text("x")
-    monkeypatch.setattr(model_card, "__file__", str(fake_module))
-    assert model_card.template_path() == fake_module.parent / TEMPLATE_NAME
+    package = ".".join(template_path().parent.relative_to(REPO).parts)
+    patterns = [p.strip() for p in setup["options.package_data"][package].split(",")]
+    assert any(fnmatch.fnmatch(TEMPLATE_NAME, p) for p in patterns), "setup.cfg must install the template"
 
 
 class FakeHfApi:
@@ -139,18 +169,22 @@ def test_push_pins_the_card_to_the_uploaded_commit(model, tmp_path, monkeypatch)
     assert 'model="someone/asda-run", revision=REVISION, trust_remote_code=True' in uploaded
     card = ModelCard.load(folder / "README.md")  # the local card is the pinned one too
     assert card.text == ModelCard(uploaded).text
-    assert {(r.dataset_split, r.metric_type): r.metric_value for r in card.data.eval_results}[("test", "oiou")] == 48.11
+    assert {(r.dataset_split, r.metric_type): r.metric_value for r in card.data.eval_results}[
+        ("test", "oiou")
+    ] == 48.11
 
 
 def test_example_cards_in_model_cards_validate():
-    cards = sorted(p for p in (REPO / "model_cards").glob("*.md") if p.name != TEMPLATE_NAME)
+    cards = sorted((REPO / "model_cards").glob("*.md"))
     assert cards, "model_cards/ should hold the card of the default run"
     for path in cards:
         card = ModelCard.load(path)
         assert card.data.pipeline_tag == "image-segmentation" and card.data.library_name == "transformers"
         table_row = next(line for line in card.text.splitlines() if line.startswith("| ASDA (this run) |"))
         header = next(line for line in card.text.splitlines() if line.startswith("| Method |"))
-        cells = dict(zip([h.strip() for h in header.split("|")[2:-1]], [c.strip() for c in table_row.split("|")[2:-1]]))
+        cells = dict(
+            zip([h.strip() for h in header.split("|")[2:-1]], [c.strip() for c in table_row.split("|")[2:-1]])
+        )
         for result in card.data.eval_results:  # model-index values = the card's own results table
             metric = {"miou": "mIoU", "oiou": "oIoU"}[result.metric_type]
             assert float(cells[f"{result.dataset_split} {metric}"]) == result.metric_value

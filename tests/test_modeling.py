@@ -66,10 +66,18 @@ def test_vit_b16_parameter_count_matches_independent_count_and_spec():
     fusion = cna(Dv, C, 1) + (C * C + C) + 2 * C + 2 * C
     selection = (Dv * C + C) + 2 * (3 * C * 3 + 3)
     sfa = (
-        cna(C, C, 1) + cna(C, C, 3)
-        + conv(Dv, Dv // 2, 2, True) + cna(Dv // 2, C, 1) + cna(C, C, 3)
-        + conv(Dv, Dv // 2, 2, True) + 2 * (Dv // 2) + conv(Dv // 2, Dv // 4, 2, True) + cna(Dv // 4, C, 1) + cna(C, C, 3)
-        + 3 * cna(C, C, 1) + cna(C, C, 3)
+        cna(C, C, 1)
+        + cna(C, C, 3)
+        + conv(Dv, Dv // 2, 2, True)
+        + cna(Dv // 2, C, 1)
+        + cna(C, C, 3)
+        + conv(Dv, Dv // 2, 2, True)
+        + 2 * (Dv // 2)
+        + conv(Dv // 2, Dv // 4, 2, True)
+        + cna(Dv // 4, C, 1)
+        + cna(C, C, 3)
+        + 3 * cna(C, C, 1)
+        + cna(C, C, 3)
     )
     attn = 4 * (C * C + C)
     local = 2 * (2 * 2 * C + attn + (C * 512 + 512) + (512 * C + C)) + 2 * C
@@ -176,7 +184,12 @@ ABLATIONS = {
     "selector_mlp": dict(selector="mlp"),
     "selector_conv": dict(selector="conv"),
     "soft_selection": dict(selection="soft"),
-    "n1_nc8_sigmoid_flatten": dict(num_local_attention_layers=1, num_response_masks=8, response_activation="sigmoid", coefficient_pooling="flatten"),
+    "n1_nc8_sigmoid_flatten": dict(
+        num_local_attention_layers=1,
+        num_response_masks=8,
+        response_activation="sigmoid",
+        coefficient_pooling="flatten",
+    ),
     "n0": dict(num_local_attention_layers=0),
     "sfa_paper_width": dict(sfa_hidden_dim=32),
 }
@@ -236,7 +249,9 @@ def _reference_focal(logits, targets, alpha, gamma):
 
 def _reference_dice(logits, targets, smooth=1.0):
     losses = []
-    for x_row, t_row in zip(logits.reshape(logits.shape[0], -1).tolist(), targets.reshape(targets.shape[0], -1).tolist()):
+    for x_row, t_row in zip(
+        logits.reshape(logits.shape[0], -1).tolist(), targets.reshape(targets.shape[0], -1).tolist()
+    ):
         p = [1 / (1 + math.exp(-x)) for x in x_row]
         inter = sum(a * b for a, b in zip(p, t_row))
         losses.append(1 - (2 * inter + smooth) / (sum(p) + sum(t_row) + smooth))
@@ -331,11 +346,15 @@ def test_vision_position_init_is_a_scaled_sine_cosine_table_and_loaded_tables_wi
     expected = np.zeros((1 + grid * grid, dim))
     for y in range(grid):
         for x in range(grid):
-            expected[1 + y * grid + x] = np.concatenate([np.sin(y * omega), np.cos(y * omega), np.sin(x * omega), np.cos(x * omega)])
+            expected[1 + y * grid + x] = np.concatenate(
+                [np.sin(y * omega), np.cos(y * omega), np.sin(x * omega), np.cos(x * omega)]
+            )
     np.testing.assert_allclose(table, scale * expected, atol=1e-5)
 
     # 0 keeps CLIP's random table (std 0.02, no structure): the vit_b16 default, whose table comes from CLIP.
-    assert ASDAConfig.vit_b16().vision_position_init_scale == 0 and ASDAConfig.tiny().vision_position_init_scale == scale
+    assert (
+        ASDAConfig.vit_b16().vision_position_init_scale == 0 and ASDAConfig.tiny().vision_position_init_scale == scale
+    )
     random_init = ASDAForReferringSegmentation(ASDAConfig.tiny(vision_position_init_scale=0))
     assert abs(random_init.vision_model.embeddings.position_embedding.weight.std().item() - 0.02) < 0.004
 
@@ -346,7 +365,10 @@ def test_vision_position_init_is_a_scaled_sine_cosine_table_and_loaded_tables_wi
     loaded = ASDAForReferringSegmentation.from_pretrained(tmp_path)
     assert loaded.config.vision_position_init_scale == scale
     torch.testing.assert_close(
-        loaded.vision_model.embeddings.position_embedding.weight, model.vision_model.embeddings.position_embedding.weight, rtol=0, atol=0
+        loaded.vision_model.embeddings.position_embedding.weight,
+        model.vision_model.embeddings.position_embedding.weight,
+        rtol=0,
+        atol=0,
     )
     with pytest.raises(ValueError, match="vision_position_init_scale"):
         ASDAConfig.tiny(vision_position_init_scale=-1.0)
@@ -373,7 +395,9 @@ def test_eager_and_sdpa_attention_agree_and_gradient_checkpointing_matches():
     assert eager.config.text_config._attn_implementation == "eager"
     pixels, ids, mask, labels = random_batch(config, batch=2)
     with torch.no_grad():
-        torch.testing.assert_close(sdpa(pixels, ids, mask).logits, eager(pixels, ids, mask).logits, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(
+            sdpa(pixels, ids, mask).logits, eager(pixels, ids, mask).logits, rtol=1e-4, atol=1e-4
+        )
 
     def grads(model):
         model.zero_grad()

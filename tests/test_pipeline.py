@@ -5,13 +5,12 @@ import json
 import numpy as np
 import pytest
 import torch
+from asda_checkpoint import synthetic_rows, trained_checkpoint  # noqa: F401 (fixture)
+from hub_helpers import run_fresh
 from PIL import Image
 
 from modeling_asda import pipeline_asda
 from modeling_asda.pipeline_asda import TASK, ReferringSegmentationPipeline
-
-from asda_checkpoint import synthetic_rows, trained_checkpoint  # noqa: F401 (fixture)
-from hub_helpers import run_fresh
 
 
 def reference(model, processor, image, text):
@@ -20,7 +19,9 @@ def reference(model, processor, image, text):
     with torch.no_grad():
         out = model(inputs["pixel_values"], inputs["input_ids"], inputs["attention_mask"])
     probs = processor.post_process_masks(out.logits, inputs["original_sizes"], threshold=None)[0].numpy()
-    mask = processor.post_process_masks(out.logits, inputs["original_sizes"], threshold=model.config.mask_threshold)[0].numpy()
+    mask = processor.post_process_masks(out.logits, inputs["original_sizes"], threshold=model.config.mask_threshold)[
+        0
+    ].numpy()
     return mask, probs, int(out.low_layer_index[0]), int(out.mid_layer_index[0])
 
 
@@ -30,7 +31,9 @@ def assert_masks_match(mask, expected_mask, probs, threshold, exact):
         np.testing.assert_array_equal(mask, expected_mask)
     else:  # batched matmuls differ in the last bits: only pixels at the threshold may flip
         differ = mask != expected_mask
-        assert np.all(np.abs(probs[differ] - threshold) < 1e-4), f"{differ.sum()} pixels differ away from the threshold"
+        assert np.all(np.abs(probs[differ] - threshold) < 1e-4), (
+            f"{differ.sum()} pixels differ away from the threshold"
+        )
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +110,9 @@ def test_fresh_offline_process_pipeline_equals_model_and_processor(trained_check
             assert_masks_match(mask, expected, probs, threshold, exact=False)
             assert got["layers"][i] == [low, mid]
             # score: the mean probability inside the predicted mask
-            assert got["scores"][i] == pytest.approx(float(probs[expected].mean()) if expected.any() else 0.0, abs=1e-4)
+            assert got["scores"][i] == pytest.approx(
+                float(probs[expected].mean()) if expected.any() else 0.0, abs=1e-4
+            )
             if i == 0:
                 single = np.load(tmp_path / f"{name}_single.npy")
                 assert set(np.unique(single)) <= {0, 255}

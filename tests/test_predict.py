@@ -6,9 +6,8 @@ import re
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
 from asda_checkpoint import script_main, synthetic_rows, trained_checkpoint  # noqa: F401 (fixture)
+from PIL import Image
 
 predict = script_main("predict")
 SUMMARY = re.compile(r"^(\d+) images, (\d+) pairs in ([\d.]+) s \(([\d.]+) pairs/s\) on cpu(.*)$", re.MULTILINE)
@@ -43,11 +42,24 @@ def test_folder_run_writes_masks_equal_to_the_model_output(trained_checkpoint, i
     folder, model, processor = trained_checkpoint
     texts = ["the red circle", "the star on the left"]
     out = tmp_path / "out"
-    argv = ["--model", str(folder), "--image", str(image_folder), "--output_dir", str(out), "--device", "cpu", "--batch_size", "1"]
+    argv = [
+        "--model",
+        str(folder),
+        "--image",
+        str(image_folder),
+        "--output_dir",
+        str(out),
+        "--device",
+        "cpu",
+        "--batch_size",
+        "1",
+    ]
     assert predict(argv + [arg for t in texts for arg in ("--text", t)]) == 0
 
     records = read_index(out)
-    assert [(r["image"], r["text"]) for r in records] == [(name, t) for name in ("grey.png", "scene.png", "tall.jpg") for t in texts]
+    assert [(r["image"], r["text"]) for r in records] == [
+        (name, t) for name in ("grey.png", "scene.png", "tall.jpg") for t in texts
+    ]
     covered = 0
     for r in records:
         image = Image.open(image_folder / r["image"])
@@ -80,14 +92,38 @@ def test_folder_run_writes_masks_equal_to_the_model_output(trained_checkpoint, i
 
 def test_batches_across_pairs_give_the_same_masks(trained_checkpoint, image_folder, tmp_path):  # noqa: F811
     folder, model, processor = trained_checkpoint
-    mapping = {"scene.png": ["the red circle", "the big star"], "tall.jpg": "the small square", "grey.png": ["the shape"]}
+    mapping = {
+        "scene.png": ["the red circle", "the big star"],
+        "tall.jpg": "the small square",
+        "grey.png": ["the shape"],
+    }
     (tmp_path / "expressions.json").write_text(json.dumps(mapping))
     out = tmp_path / "out"
-    assert predict(["--model", str(folder), "--image", str(image_folder), "--expressions", str(tmp_path / "expressions.json"),
-                    "--output_dir", str(out), "--batch_size", "3", "--device", "cpu"]) == 0
+    assert (
+        predict(
+            [
+                "--model",
+                str(folder),
+                "--image",
+                str(image_folder),
+                "--expressions",
+                str(tmp_path / "expressions.json"),
+                "--output_dir",
+                str(out),
+                "--batch_size",
+                "3",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     records = read_index(out)
     assert [(r["image"], r["text"]) for r in records] == [
-        ("scene.png", "the red circle"), ("scene.png", "the big star"), ("tall.jpg", "the small square"), ("grey.png", "the shape")
+        ("scene.png", "the red circle"),
+        ("scene.png", "the big star"),
+        ("tall.jpg", "the small square"),
+        ("grey.png", "the shape"),
     ]
     threshold = model.config.mask_threshold
     for r in records:
@@ -101,8 +137,25 @@ def test_csv_expressions_and_threshold(trained_checkpoint, image_folder, tmp_pat
     folder, model, processor = trained_checkpoint
     (tmp_path / "pairs.csv").write_text('image,text\nscene.png,the red circle\nscene.png,"the star, on the left"\n')
     out = tmp_path / "out"
-    assert predict(["--model", str(folder), "--image", str(image_folder / "scene.png"), "--expressions",
-                    str(tmp_path / "pairs.csv"), "--output_dir", str(out), "--threshold", "0.5", "--device", "cpu"]) == 0
+    assert (
+        predict(
+            [
+                "--model",
+                str(folder),
+                "--image",
+                str(image_folder / "scene.png"),
+                "--expressions",
+                str(tmp_path / "pairs.csv"),
+                "--output_dir",
+                str(out),
+                "--threshold",
+                "0.5",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     records = read_index(out)
     assert [r["text"] for r in records] == ["the red circle", "the star, on the left"]
     _, probs = expected_mask(model, processor, Image.open(image_folder / "scene.png").convert("RGB"), "the red circle")
@@ -119,8 +172,23 @@ def test_unreadable_files_are_reported_skipped_and_counted(trained_checkpoint, i
     mapping = {"good.png": "the red circle", "corrupt.png": "the star", "notes.txt": "a", "missing.png": "the square"}
     (tmp_path / "expressions.json").write_text(json.dumps(mapping))
     out = tmp_path / "out"
-    assert predict(["--model", str(folder), "--image", str(photos), "--expressions", str(tmp_path / "expressions.json"),
-                    "--output_dir", str(out), "--device", "cpu"]) == 0
+    assert (
+        predict(
+            [
+                "--model",
+                str(folder),
+                "--image",
+                str(photos),
+                "--expressions",
+                str(tmp_path / "expressions.json"),
+                "--output_dir",
+                str(out),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     captured = capsys.readouterr()
     assert "skipped corrupt.png: corrupt or unreadable image" in captured.err
     assert "skipped notes.txt: unsupported file type '.txt'" in captured.err
@@ -130,16 +198,48 @@ def test_unreadable_files_are_reported_skipped_and_counted(trained_checkpoint, i
     assert summary.group(5) == "; skipped 3 file(s): corrupt.png, notes.txt, missing.png"
     assert [r["image"] for r in read_index(out)] == ["good.png"]
     assert sorted(p.name for p in out.iterdir()) == [
-        "good_0_the-red-circle_mask.png", "good_0_the-red-circle_overlay.png", "predictions.jsonl"
+        "good_0_the-red-circle_mask.png",
+        "good_0_the-red-circle_overlay.png",
+        "predictions.jsonl",
     ]
 
     # A plain folder run (same --text for every file) skips the same files; nothing readable -> exit status 1.
-    assert predict(["--model", str(folder), "--image", str(photos), "--text", "the star", "--output_dir", str(tmp_path / "b"),
-                    "--device", "cpu"]) == 0
+    assert (
+        predict(
+            [
+                "--model",
+                str(folder),
+                "--image",
+                str(photos),
+                "--text",
+                "the star",
+                "--output_dir",
+                str(tmp_path / "b"),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     assert "skipped 2 file(s): corrupt.png, notes.txt" in capsys.readouterr().out
     (photos / "good.png").unlink()
-    assert predict(["--model", str(folder), "--image", str(photos), "--text", "x", "--output_dir", str(tmp_path / "c"),
-                    "--device", "cpu"]) == 1
+    assert (
+        predict(
+            [
+                "--model",
+                str(folder),
+                "--image",
+                str(photos),
+                "--text",
+                "x",
+                "--output_dir",
+                str(tmp_path / "c"),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 1
+    )
 
 
 @pytest.mark.parametrize(
@@ -172,8 +272,24 @@ def test_missing_image_argument_is_an_error(trained_checkpoint, tmp_path):  # no
 def test_bf16_autocast_runs_and_stays_close_to_fp32(trained_checkpoint, image_folder, tmp_path, capsys):  # noqa: F811
     folder, model, processor = trained_checkpoint
     out = tmp_path / "out"
-    assert predict(["--model", str(folder), "--image", str(image_folder / "scene.png"), "--text", "the red circle",
-                    "--output_dir", str(out), "--bf16", "--device", "cpu"]) == 0
+    assert (
+        predict(
+            [
+                "--model",
+                str(folder),
+                "--image",
+                str(image_folder / "scene.png"),
+                "--text",
+                "the red circle",
+                "--output_dir",
+                str(out),
+                "--bf16",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     assert "with bf16 autocast" in capsys.readouterr().out
     mask = np.asarray(Image.open(out / read_index(out)[0]["mask"])) > 0
     want, _ = expected_mask(model, processor, Image.open(image_folder / "scene.png").convert("RGB"), "the red circle")

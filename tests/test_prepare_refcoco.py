@@ -7,14 +7,13 @@ import subprocess
 import sys
 
 import datasets
+import fixtures_data as fx
 import pyarrow.parquet as pq
 import pytest
-
-import fixtures_data as fx
 from asda_checkpoint import script_module
-from modeling_asda.data_loading import load_referring_dataset
-from modeling_asda.data_schema import CANONICAL_FEATURES
 
+from modeling_asda.data.loading import load_referring_dataset
+from modeling_asda.data.schema import CANONICAL_FEATURES
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(REPO, "scripts", "prepare_refcoco.py")
@@ -61,7 +60,10 @@ def test_no_embed_keeps_image_paths_in_parquet(tmp_path):
     root, image_root = fx.write_refer(str(tmp_path / "refer"))
     out = tmp_path / "prepared"
     args = ["--dataset_name", root, "--dataset_config", "refcoco", "--output_dir", str(out)]
-    assert script_module("prepare_refcoco").main(args + ["--no-embed_images", "--cache_dir", str(tmp_path / "cache")]) == 0
+    assert (
+        script_module("prepare_refcoco").main(args + ["--no-embed_images", "--cache_dir", str(tmp_path / "cache")])
+        == 0
+    )
     image = pq.read_table(out / "parquet" / "val.parquet", columns=["image"]).column("image")[0].as_py()
     assert image["bytes"] is None and image["path"] == os.path.join(os.path.abspath(image_root), fx.coco_name(101))
     mask = pq.read_table(out / "parquet" / "val.parquet", columns=["mask"]).column("mask")[0].as_py()
@@ -69,7 +71,12 @@ def test_no_embed_keeps_image_paths_in_parquet(tmp_path):
 
     # A second run refuses to overwrite unless asked, and then replaces the earlier output.
     assert script_module("prepare_refcoco").main(args) == 1
-    assert script_module("prepare_refcoco").main(args + ["--overwrite_output_dir", "--cache_dir", str(tmp_path / "cache")]) == 0
+    assert (
+        script_module("prepare_refcoco").main(
+            args + ["--overwrite_output_dir", "--cache_dir", str(tmp_path / "cache")]
+        )
+        == 0
+    )
     image = pq.read_table(out / "parquet" / "val.parquet", columns=["image"]).column("image")[0].as_py()
     assert image["bytes"] is not None  # embedded by default
 

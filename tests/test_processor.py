@@ -17,7 +17,6 @@ from PIL import Image
 from modeling_asda.image_processing_asda import ASDAImageProcessor
 from modeling_asda.processing_asda import ASDAProcessor
 
-
 MEAN = np.array([0.48145466, 0.4578275, 0.40821073], dtype=np.float64)
 STD = np.array([0.26862954, 0.26130258, 0.27577711], dtype=np.float64)
 PAD = np.array([123.7, 116.3, 103.5]) / 255.0

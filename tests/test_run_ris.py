@@ -8,27 +8,44 @@ import subprocess
 import sys
 import time
 
+import fixtures_data as fx
 import numpy as np
 import pytest
 import torch
-
-import fixtures_data as fx
 from asda_checkpoint import script_module
-from modeling_asda.trainer import milestone_steps, multistep_factor
-from modeling_asda.training_args import parse_config_overrides
-from modeling_asda.training_data import AugmentationConfig, RISTransform, augment, swap_left_right
+
+from modeling_asda.data.transforms import AugmentationConfig, RISTransform, augment, swap_left_right
+from modeling_asda.training.arguments import parse_config_overrides
+from modeling_asda.training.trainer import milestone_steps, multistep_factor
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(REPO, "scripts", "run_ris.py")
 TINY_RUN = [
-    "--config_preset", "tiny", "--dataset_name", "synthetic", "--synthetic_seed", "3",
-    "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "4",
-    "--learning_rate", "1e-3", "--lr_schedule", "hf", "--logging_steps", "1", "--report_to", "none",
+    "--config_preset",
+    "tiny",
+    "--dataset_name",
+    "synthetic",
+    "--synthetic_seed",
+    "3",
+    "--per_device_train_batch_size",
+    "8",
+    "--per_device_eval_batch_size",
+    "4",
+    "--learning_rate",
+    "1e-3",
+    "--lr_schedule",
+    "hf",
+    "--logging_steps",
+    "1",
+    "--report_to",
+    "none",
 ]
 
 
 def run_script(args, timeout=600, launcher=None):
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+    env = dict(
+        os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false"
+    )
     command = (launcher or [sys.executable]) + [SCRIPT] + [str(a) for a in args]
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
     if result.returncode != 0:
@@ -44,19 +61,43 @@ def read_json(path):
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "asda"
-    result = run_script(TINY_RUN + [
-        "--synthetic_num_train", "64", "--synthetic_num_eval", "19", "--eval_splits", "val,test",
-        "--num_train_epochs", "1", "--do_train", "--do_eval", "--save_strategy", "no", "--output_dir", out,
-    ])
+    result = run_script(
+        TINY_RUN
+        + [
+            "--synthetic_num_train",
+            "64",
+            "--synthetic_num_eval",
+            "19",
+            "--eval_splits",
+            "val,test",
+            "--num_train_epochs",
+            "1",
+            "--do_train",
+            "--do_eval",
+            "--save_strategy",
+            "no",
+            "--output_dir",
+            out,
+        ]
+    )
     return out, result.stdout
 
 
 def test_run_writes_hub_ready_folder_results_and_table(trained_run):
     out, stdout = trained_run
     files = set(os.listdir(out))
-    for name in ("model.safetensors", "config.json", "modeling_asda.py", "configuration_asda.py",
-                 "processing_asda.py", "image_processing_asda.py", "processor_config.json", "README.md",
-                 "all_results.json", "results.md"):
+    for name in (
+        "model.safetensors",
+        "config.json",
+        "modeling_asda.py",
+        "configuration_asda.py",
+        "processing_asda.py",
+        "image_processing_asda.py",
+        "processor_config.json",
+        "README.md",
+        "all_results.json",
+        "results.md",
+    ):
         assert name in files, name
     results = read_json(out / "all_results.json")
     for split in ("val", "test"):
@@ -98,7 +139,7 @@ def test_refer_folder_trains_and_evaluates_every_requested_split(tmp_path):
 def test_reported_metrics_equal_an_independent_evaluation_at_original_size(trained_run):
     """Recompute test-split mIoU/oIoU from the saved checkpoint with numpy, without the Trainer."""
     from modeling_asda import ASDAForReferringSegmentation, ASDAProcessor
-    from modeling_asda.data_synthetic import build_synthetic_dataset
+    from modeling_asda.data.synthetic import build_synthetic_dataset
 
     out, _ = trained_run
     model = ASDAForReferringSegmentation.from_pretrained(out).eval()
@@ -155,8 +196,8 @@ def test_multistep_schedule_matches_the_paper_milestones():
 
 def test_encoder_parameter_groups_use_the_lr_ratio(tmp_path):
     from modeling_asda import ASDAConfig, ASDAForReferringSegmentation
-    from modeling_asda.trainer import RISTrainer
-    from modeling_asda.training_args import RISTrainingArguments
+    from modeling_asda.training.arguments import RISTrainingArguments
+    from modeling_asda.training.trainer import RISTrainer
 
     model = ASDAForReferringSegmentation(ASDAConfig.tiny())
     args = RISTrainingArguments(output_dir=str(tmp_path), learning_rate=1e-4, encoder_lr_ratio=0.1, weight_decay=0.01)
@@ -173,16 +214,24 @@ def test_encoder_parameter_groups_use_the_lr_ratio(tmp_path):
 
 
 def test_config_overrides_parse_types():
-    assert parse_config_overrides("selection=hard, num_response_masks=16,focal_alpha=0.25,low_candidate_layers=1|2|3,x=true") == {
-        "selection": "hard", "num_response_masks": 16, "focal_alpha": 0.25, "low_candidate_layers": (1, 2, 3), "x": True,
+    assert parse_config_overrides(
+        "selection=hard, num_response_masks=16,focal_alpha=0.25,low_candidate_layers=1|2|3,x=true"
+    ) == {
+        "selection": "hard",
+        "num_response_masks": 16,
+        "focal_alpha": 0.25,
+        "low_candidate_layers": (1, 2, 3),
+        "x": True,
     }
     with pytest.raises(ValueError, match="not key=value"):
         parse_config_overrides("aligner")
 
 
 def test_hflip_swaps_words_and_pixels_and_augmentation_is_seeded_per_sample():
-    assert swap_left_right("The man on the LEFT, left of the leftmost Right car") == \
-        "The man on the RIGHT, right of the rightmost Left car"
+    assert (
+        swap_left_right("The man on the LEFT, left of the leftmost Right car")
+        == "The man on the RIGHT, right of the rightmost Left car"
+    )
     image = torch.rand(3, 6, 8)
     mask = torch.zeros(6, 8, dtype=torch.bool)
     mask[:, :2] = True
@@ -199,7 +248,7 @@ def test_hflip_swaps_words_and_pixels_and_augmentation_is_seeded_per_sample():
 
 def test_training_transform_is_deterministic_by_seed_epoch_and_sample():
     from modeling_asda import ASDAProcessor
-    from modeling_asda.data_synthetic import build_synthetic_dataset
+    from modeling_asda.data.synthetic import build_synthetic_dataset
 
     rows = build_synthetic_dataset(num_train=4, num_val=0, num_test=0, seed=1)["train"][:4]
     processor = ASDAProcessor(image_size=128, max_length=17)
@@ -227,21 +276,64 @@ def test_two_process_accelerate_run_equals_single_process_evaluation(tmp_path):
     out = tmp_path / "ddp"
     # The command of the README: accelerate's --cpu launcher alone would start one process (no MPI here);
     # run_ris.py then starts the two gloo processes itself.
-    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
-                "--main_process_port", str(_free_port())]
+    launcher = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--cpu",
+        "--num_processes",
+        "2",
+        "--main_process_port",
+        str(_free_port()),
+    ]
     # 37 eval rows: not divisible by 2 processes x 4 per batch, so the last batch is uneven.
-    run_script(TINY_RUN + ["--synthetic_num_train", "96", "--synthetic_num_eval", "37", "--eval_splits", "val",
-                           "--num_train_epochs", "1", "--do_train", "--do_eval", "--save_strategy", "no",
-                           "--output_dir", out], launcher=launcher)
+    run_script(
+        TINY_RUN
+        + [
+            "--synthetic_num_train",
+            "96",
+            "--synthetic_num_eval",
+            "37",
+            "--eval_splits",
+            "val",
+            "--num_train_epochs",
+            "1",
+            "--do_train",
+            "--do_eval",
+            "--save_strategy",
+            "no",
+            "--output_dir",
+            out,
+        ],
+        launcher=launcher,
+    )
     distributed = read_json(out / "all_results.json")
     assert distributed["eval_val_num_samples"] == 37
     # 96 rows / (2 processes x 8) = 6 optimizer steps.
     assert read_json(out / "trainer_state.json")["global_step"] == 6
 
     single_out = tmp_path / "single"
-    run_script(["--model_name_or_path", out, "--dataset_name", "synthetic", "--synthetic_seed", "3",
-                "--synthetic_num_eval", "37", "--eval_splits", "val", "--do_eval", "--per_device_eval_batch_size", "5",
-                "--output_dir", single_out, "--report_to", "none"])
+    run_script(
+        [
+            "--model_name_or_path",
+            out,
+            "--dataset_name",
+            "synthetic",
+            "--synthetic_seed",
+            "3",
+            "--synthetic_num_eval",
+            "37",
+            "--eval_splits",
+            "val",
+            "--do_eval",
+            "--per_device_eval_batch_size",
+            "5",
+            "--output_dir",
+            single_out,
+            "--report_to",
+            "none",
+        ]
+    )
     single = read_json(single_out / "all_results.json")
     for metric in ("mIoU", "oIoU", "Prec@0.5", "Prec@0.7", "Prec@0.9", "num_samples"):
         assert distributed[f"eval_val_{metric}"] == pytest.approx(single[f"eval_val_{metric}"], abs=1e-12), metric
@@ -249,16 +341,36 @@ def test_two_process_accelerate_run_equals_single_process_evaluation(tmp_path):
 
 @pytest.mark.slow
 def test_killed_run_resumes_from_its_last_checkpoint_with_the_same_result(tmp_path):
-    common = TINY_RUN + ["--synthetic_num_train", "96", "--synthetic_num_eval", "8", "--do_train",
-                         "--num_train_epochs", "2", "--save_strategy", "steps", "--save_steps", "4",
-                         "--hflip_prob", "0.5", "--random_affine", "--seed", "11"]
+    common = TINY_RUN + [
+        "--synthetic_num_train",
+        "96",
+        "--synthetic_num_eval",
+        "8",
+        "--do_train",
+        "--num_train_epochs",
+        "2",
+        "--save_strategy",
+        "steps",
+        "--save_steps",
+        "4",
+        "--hflip_prob",
+        "0.5",
+        "--random_affine",
+        "--seed",
+        "11",
+    ]
     reference = tmp_path / "reference"
     run_script(common + ["--output_dir", reference])
 
     interrupted = tmp_path / "interrupted"
     env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
-    process = subprocess.Popen([sys.executable, SCRIPT] + [str(a) for a in common + ["--output_dir", interrupted]],
-                               cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, SCRIPT] + [str(a) for a in common + ["--output_dir", interrupted]],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     checkpoint = interrupted / "checkpoint-12"
     deadline = time.time() + 300
     while not (checkpoint / "trainer_state.json").exists():
@@ -277,7 +389,9 @@ def test_killed_run_resumes_from_its_last_checkpoint_with_the_same_result(tmp_pa
     losses = {entry["step"]: entry["loss"] for entry in final["log_history"] if "loss" in entry}
     expected_losses = {entry["step"]: entry["loss"] for entry in expected["log_history"] if "loss" in entry}
     resumed_steps = [step for step in expected_losses if step > 12]
-    assert resumed_steps and all(losses[step] == pytest.approx(expected_losses[step], rel=1e-5) for step in resumed_steps)
+    assert resumed_steps and all(
+        losses[step] == pytest.approx(expected_losses[step], rel=1e-5) for step in resumed_steps
+    )
 
     from safetensors.torch import load_file
 

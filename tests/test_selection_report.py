@@ -7,9 +7,10 @@ from collections import Counter
 import numpy as np
 import pytest
 import torch
+from asda_checkpoint import script_main, synthetic_rows
 
 from modeling_asda import ASDAConfig, ASDAForReferringSegmentation, ASDAProcessor
-from modeling_asda.selection_report import (
+from modeling_asda.evaluation.selection_report import (
     build_selection_report,
     cramers_v,
     expression_type,
@@ -17,8 +18,6 @@ from modeling_asda.selection_report import (
     length_bucket,
     predict_selection,
 )
-
-from asda_checkpoint import script_main, synthetic_rows
 
 
 @pytest.mark.parametrize(
@@ -40,8 +39,17 @@ def test_expression_type(text, kind):
     assert expression_type(text) == kind
 
 
-@pytest.mark.parametrize("text, bucket", [("circle", "1-2"), ("red circle", "1-2"), ("the red circle", "3-4"),
-                                          ("a  b c d e", "5-6"), ("w " * 8, "7-8"), ("w " * 9, "9+")])
+@pytest.mark.parametrize(
+    "text, bucket",
+    [
+        ("circle", "1-2"),
+        ("red circle", "1-2"),
+        ("the red circle", "3-4"),
+        ("a  b c d e", "5-6"),
+        ("w " * 8, "7-8"),
+        ("w " * 9, "9+"),
+    ],
+)
 def test_length_bucket(text, bucket):
     assert length_bucket(text) == bucket
 
@@ -81,7 +89,9 @@ def test_counts_equal_an_independent_count(model_and_rows):
         inputs = processor(images=row["image"], text=row["sentence"])
         with torch.no_grad():
             out = model(inputs["pixel_values"], inputs["input_ids"], inputs["attention_mask"])
-        pred = processor.post_process_masks(out.logits, inputs["original_sizes"], threshold=model.config.mask_threshold)[0].numpy()
+        pred = processor.post_process_masks(
+            out.logits, inputs["original_sizes"], threshold=model.config.mask_threshold
+        )[0].numpy()
         gt = np.asarray(row["mask"]) > 0
         low.append(int(out.low_layer_index[0]))
         mid.append(int(out.mid_layer_index[0]))
@@ -90,7 +100,9 @@ def test_counts_equal_an_independent_count(model_and_rows):
     assert predictions[:, 2].tolist() == low and predictions[:, 3].tolist() == mid
     assert len(set(low)) > 1 and len(set(mid)) > 1, "the test model should choose several layers"
 
-    report = build_selection_report(rows["sentence"], rows["category_id"], predictions, (2, 3, 4), (5, 6, 7), synthetic=True)
+    report = build_selection_report(
+        rows["sentence"], rows["category_id"], predictions, (2, 3, 4), (5, 6, 7), synthetic=True
+    )
     keys = {
         "overall": ["all"] * len(rows),
         "expression type": [independent_type(s) for s in rows["sentence"]],
@@ -121,8 +133,25 @@ def test_script_writes_table_json_and_chart(tmp_path, model_and_rows, capsys):
     model.save_pretrained(tmp_path / "ckpt")
     processor.save_pretrained(tmp_path / "ckpt")
     out = tmp_path / "report"
-    assert script_main("selection_report")(["--model", str(tmp_path / "ckpt"), "--split", "val", "--synthetic_num_eval", "6",
-                                            "--synthetic_seed", "1", "--output_dir", str(out), "--device", "cpu"]) == 0
+    assert (
+        script_main("selection_report")(
+            [
+                "--model",
+                str(tmp_path / "ckpt"),
+                "--split",
+                "val",
+                "--synthetic_num_eval",
+                "6",
+                "--synthetic_seed",
+                "1",
+                "--output_dir",
+                str(out),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     saved = json.loads((out / "selection_report.json").read_text())
     assert saved["num_samples"] == 6 and saved["groupings"]["overall"]["all"]["n"] == 6
     assert sum(saved["groupings"]["overall"]["all"]["low"].values()) == 6

@@ -4,21 +4,20 @@ import time
 
 import numpy as np
 import pytest
+from asda_checkpoint import script_module
 from datasets import load_from_disk
 from PIL import Image
 
-from modeling_asda.data_schema import CANONICAL_COLUMNS, CANONICAL_FEATURES
-from modeling_asda.data_synthetic import (
+from modeling_asda.data.schema import CANONICAL_COLUMNS, CANONICAL_FEATURES
+from modeling_asda.data.synthetic import (
     COLORS,
     MAX_OBJECTS,
     SyntheticConfig,
     build_synthetic_dataset,
     generate_split,
-    main,
     scene_for_row,
     synthetic_config_from_dataset,
 )
-
 
 SIZES = {"train": 48, "val": 24, "test": 24}
 
@@ -86,7 +85,12 @@ def referents(sentence, scene, relation_margin):
     attributes, position, relation, anchor_attributes = parse(sentence)
     matches = [o for o in scene.objects if all(getattr(o, k) == v for k, v in attributes.items())]
     if position in ("left", "right", "top", "bottom"):
-        coordinate = {"left": lambda o: o.cx, "right": lambda o: -o.cx, "top": lambda o: o.cy, "bottom": lambda o: -o.cy}[position]
+        coordinate = {
+            "left": lambda o: o.cx,
+            "right": lambda o: -o.cx,
+            "top": lambda o: o.cy,
+            "bottom": lambda o: -o.cy,
+        }[position]
         best = min(coordinate(o) for o in matches)
         return [o for o in matches if coordinate(o) == best]
     if position == "middle":
@@ -238,7 +242,9 @@ def test_small_vocabulary(data):
 
 
 def test_difficulty_knobs():
-    easy = build_synthetic_dataset(num_train=60, num_val=0, num_test=0, relations=False, positions=False, sizes=False, max_objects=3)
+    easy = build_synthetic_dataset(
+        num_train=60, num_val=0, num_test=0, relations=False, positions=False, sizes=False, max_objects=3
+    )
     assert list(easy) == ["train"]
     words = {w for s in easy["train"]["sentence"] for w in s.split()}
     assert not words & ({"of", "above", "below", "big", "small"} | POSITION_WORDS)
@@ -259,7 +265,19 @@ def test_bad_arguments_name_themselves():
 
 
 def test_save_to_disk_round_trip_and_cli(tmp_path, data):
-    main(["--output_dir", str(tmp_path / "cli"), "--num_train", "6", "--num_val", "3", "--num_test", "3", "--no_relations"])
+    script_module("make_synthetic").main(
+        [
+            "--output_dir",
+            str(tmp_path / "cli"),
+            "--num_train",
+            "6",
+            "--num_val",
+            "3",
+            "--num_test",
+            "3",
+            "--no_relations",
+        ]
+    )
     loaded = load_from_disk(str(tmp_path / "cli"))
     assert {k: len(v) for k, v in loaded.items()} == {"train": 6, "val": 3, "test": 3}
     assert loaded["train"].features == CANONICAL_FEATURES

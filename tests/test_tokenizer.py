@@ -5,7 +5,7 @@ import gzip
 import html
 import json
 import logging
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import ftfy
@@ -14,7 +14,6 @@ import regex
 import torch
 
 from modeling_asda.processing_asda import ASDAProcessor
-
 
 TOKENIZER_DIR = Path(__file__).resolve().parent.parent / "modeling_asda" / "clip_tokenizer"
 # The original BPE file, if scripts/build_clip_vocab.py's download step left it there.
@@ -62,7 +61,7 @@ class ReferenceCLIPTokenizer:
         text = html.unescape(html.unescape(ftfy.fix_text(text))).strip()
         return " ".join(text.split()).lower()
 
-    @lru_cache(maxsize=None)
+    @cache  # noqa: B019 -- one reference tokenizer per test session; it is never freed anyway
     def bpe(self, word: str) -> tuple[str, ...]:
         parts = list(word[:-1]) + [word[-1] + "</w>"]
         while len(parts) > 1:

@@ -6,10 +6,11 @@ import sys
 import numpy as np
 import pytest
 import torch
+from asda_checkpoint import script_main, synthetic_rows, trained_checkpoint  # noqa: F401 (fixture)
 from PIL import Image
 
 from modeling_asda import ASDAImageProcessor
-from modeling_asda.visualization import (
+from modeling_asda.tools.visualization import (
     MASK_COLOR,
     explain_pairs,
     feature_map_to_heatmap,
@@ -18,8 +19,6 @@ from modeling_asda.visualization import (
     plot_training_curves,
     training_series,
 )
-
-from asda_checkpoint import script_main, synthetic_rows, trained_checkpoint  # noqa: F401 (fixture)
 
 
 def through_mask_mapping(values, size, image_size):
@@ -81,7 +80,9 @@ def test_explanation_records_and_figure(trained_checkpoint, tmp_path):  # noqa: 
         np.testing.assert_array_equal(record["pred"], preds[i].numpy())
         union = np.count_nonzero(record["pred"] | gt)
         assert record["iou"] == pytest.approx(np.count_nonzero(record["pred"] & gt) / union if union else 1.0)
-        assert record["low_layer"] == int(out.low_layer_index[i]) and record["mid_layer"] == int(out.mid_layer_index[i])
+        assert record["low_layer"] == int(out.low_layer_index[i]) and record["mid_layer"] == int(
+            out.mid_layer_index[i]
+        )
         assert record["low_layer"] == record["low_candidates"][int(np.argmax(record["low_probs"]))]
         assert record["coarse"].shape == record["fine"].shape == gt.shape
         assert 0 <= record["coarse"].min() and record["coarse"].max() <= 1
@@ -100,7 +101,14 @@ def test_explanation_records_and_figure(trained_checkpoint, tmp_path):  # noqa: 
 LOG_HISTORY = [
     {"loss": 1.5, "learning_rate": 1e-3, "grad_norm": 2.0, "epoch": 0.5, "step": 10},
     {"loss": 1.0, "learning_rate": 5e-4, "epoch": 1.0, "step": 20},
-    {"eval_val_loss": 0.9, "eval_val_mIoU": 0.25, "eval_val_oIoU": 0.3, "eval_val_Prec@0.5": 0.2, "epoch": 1.0, "step": 20},
+    {
+        "eval_val_loss": 0.9,
+        "eval_val_mIoU": 0.25,
+        "eval_val_oIoU": 0.3,
+        "eval_val_Prec@0.5": 0.2,
+        "epoch": 1.0,
+        "step": 20,
+    },
     {"eval_test_mIoU": 0.22, "eval_test_oIoU": 0.28, "epoch": 1.0, "step": 20},
     {"train_runtime": 10.0, "train_loss": 1.25, "epoch": 1.0, "step": 20},
 ]
@@ -111,8 +119,11 @@ def test_training_series_and_curves(tmp_path):
     assert series["loss"] == [(10, 1.5), (20, 1.0)]
     assert series["learning_rate"] == [(10, 1e-3), (20, 5e-4)]
     assert series["eval"] == {
-        ("val", "loss"): [(20, 0.9)], ("val", "mIoU"): [(20, 0.25)], ("val", "oIoU"): [(20, 0.3)],
-        ("test", "mIoU"): [(20, 0.22)], ("test", "oIoU"): [(20, 0.28)],
+        ("val", "loss"): [(20, 0.9)],
+        ("val", "mIoU"): [(20, 0.25)],
+        ("val", "oIoU"): [(20, 0.3)],
+        ("test", "mIoU"): [(20, 0.22)],
+        ("test", "oIoU"): [(20, 0.28)],
     }
     plot_training_curves(LOG_HISTORY, tmp_path / "curves.png", dpi=40)
     assert Image.open(tmp_path / "curves.png").size == (round(4.2 * 3 * 40), round(3.4 * 40))
@@ -123,13 +134,47 @@ def test_training_series_and_curves(tmp_path):
 def test_scripts_write_the_figures(trained_checkpoint, tmp_path, capsys):  # noqa: F811
     folder, _, _ = trained_checkpoint
     figure = tmp_path / "figs" / "explained.png"
-    assert script_main("visualize")(["--model", str(folder), "--dataset_name", "synthetic", "--split", "val",
-                                     "--indices", "0,2", "--synthetic_num_eval", "4", "--output", str(figure)]) == 0
+    assert (
+        script_main("visualize")(
+            [
+                "--model",
+                str(folder),
+                "--dataset_name",
+                "synthetic",
+                "--split",
+                "val",
+                "--indices",
+                "0,2",
+                "--synthetic_num_eval",
+                "4",
+                "--output",
+                str(figure),
+            ]
+        )
+        == 0
+    )
     assert Image.open(figure).size[1] > Image.open(figure).size[0] / 6  # two rows
     scene = tmp_path / "scene.png"
     synthetic_rows(1, "test")[0]["image"].save(scene)
-    assert script_main("visualize")(["--model", str(folder), "--image", str(scene), "--text", "the red circle",
-                                     "--text", "the star", "--feature_method", "pca", "--output", str(tmp_path / "own.png")]) == 0
+    assert (
+        script_main("visualize")(
+            [
+                "--model",
+                str(folder),
+                "--image",
+                str(scene),
+                "--text",
+                "the red circle",
+                "--text",
+                "the star",
+                "--feature_method",
+                "pca",
+                "--output",
+                str(tmp_path / "own.png"),
+            ]
+        )
+        == 0
+    )
     assert "2 rows: image, prediction, coarse features, fine features, selection" in capsys.readouterr().out
 
     run = tmp_path / "run"

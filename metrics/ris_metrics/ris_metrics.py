@@ -1,18 +1,20 @@
 """Referring image segmentation metrics (mIoU, oIoU, Prec@X) as an `evaluate` module.
 
 Load it by path, which works offline: `evaluate.load("/path/to/metrics/ris_metrics")`.
-The numbers come from `modeling_asda.metrics`, the functions training and evaluation use, so the
+The numbers come from `modeling_asda.evaluation.metrics`, the functions training and evaluation use, so the
 two cannot drift apart. One import per line: `evaluate` reads each import line as text.
 """
 
 import datasets
 import evaluate
 import numpy as np
-from modeling_asda.metrics import METRIC_KEYS  # From: asda-transformers
-from modeling_asda.metrics import PREC_THRESHOLDS  # From: asda-transformers
-from modeling_asda.metrics import summarize  # From: asda-transformers
-from modeling_asda.metrics import intersection_and_union  # From: asda-transformers
 
+from modeling_asda.evaluation.metrics import (
+    METRIC_KEYS,  # From: asda-transformers
+    PREC_THRESHOLDS,  # From: asda-transformers
+    intersection_and_union,  # From: asda-transformers
+    summarize,  # From: asda-transformers
+)
 
 _DESCRIPTION = """
 Per-expression metrics of referring image segmentation. For each (prediction, reference) pair of

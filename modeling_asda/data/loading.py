@@ -18,8 +18,8 @@ import os
 import re
 from collections import namedtuple
 
-from .data_convert import build_dataset_dict, file_identity, normalize_split, records_of, shard_by_image
-from .data_hub_formats import (
+from .convert import build_dataset_dict, file_identity, normalize_split, records_of, shard_by_image
+from .hub_formats import (
     is_saved_dataset,
     jxu_split_shards,
     lmms_split_shards,
@@ -29,9 +29,8 @@ from .data_hub_formats import (
     parquet_format,
     read_lmms,
 )
-from .data_refer import find_image_root, find_refer_files, is_refer_folder, refer_records
-from .data_report import ProblemReport
-
+from .refer import find_image_root, find_refer_files, is_refer_folder, refer_records
+from .report import ProblemReport
 
 logger = logging.getLogger(__name__)
 
@@ -167,7 +166,7 @@ def load_referring_dataset(
         `ProblemReport` as a second value. Dropped rows are also logged as a warning.
     """
     if name_or_path == "synthetic":
-        from .data_synthetic import build_synthetic_dataset  # written separately; imported on use
+        from .synthetic import build_synthetic_dataset  # written separately; imported on use
 
         dataset = build_synthetic_dataset(**kwargs)
         return (dataset, ProblemReport()) if return_report else dataset

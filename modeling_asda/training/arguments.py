@@ -16,7 +16,9 @@ class ModelArguments:
     )
     clip_model_name_or_path: str | None = field(
         default=None,
-        metadata={"help": "Initialise the encoders from this CLIPModel (Hub id or folder), e.g. openai/clip-vit-base-patch16."},
+        metadata={
+            "help": "Initialise the encoders from this CLIPModel (Hub id or folder), e.g. openai/clip-vit-base-patch16."
+        },
     )
     model_name_or_path: str | None = field(
         default=None, metadata={"help": "An ASDA checkpoint (Hub id or folder) to evaluate or fine-tune."}
@@ -80,7 +82,9 @@ class RISTrainingArguments(TrainingArguments):
     remove_unused_columns: bool = field(default=False)
     lr_schedule: str = field(
         default="multistep",
-        metadata={"help": "multistep (paper: x lr_decay_rate at lr_milestones epochs) or hf (use --lr_scheduler_type)."},
+        metadata={
+            "help": "multistep (paper: x lr_decay_rate at lr_milestones epochs) or hf (use --lr_scheduler_type)."
+        },
     )
     lr_milestones: str = field(default="18,25", metadata={"help": "Epochs of the lr decay (published code: 18,28)."})
     lr_decay_rate: float = field(default=0.1)

@@ -25,8 +25,8 @@ import datasets
 import numpy as np
 from PIL import Image
 
-from .data_masks import SegmentationError, decode_segmentation, mask_to_png, mask_to_xywh
-from .data_report import (
+from .masks import SegmentationError, decode_segmentation, mask_to_png, mask_to_xywh
+from .report import (
     BAD_SEGMENTATION,
     CORRUPT_IMAGE,
     DUPLICATE_SAMPLE,
@@ -36,8 +36,7 @@ from .data_report import (
     MISSING_IMAGE,
     ProblemReport,
 )
-from .data_schema import CANONICAL_FEATURES, CANONICAL_SPLITS
-
+from .schema import CANONICAL_FEATURES, CANONICAL_SPLITS
 
 logger = logging.getLogger(__name__)
 

@@ -73,8 +73,18 @@ class BenchmarkSettings:
     @classmethod
     def quick_settings(cls, **kwargs):
         """A development run (about a minute or two): fewer repeats, smaller batches, no compile."""
-        defaults = dict(quick=True, repeats=2, throughput_repeats=2, warmup=1, throughput_batch=2, vit_train_batch=1, data_rows=48,
-                        agreement_samples=16, matmul_sizes=(1024, 2048), compile=False)
+        defaults = dict(
+            quick=True,
+            repeats=2,
+            throughput_repeats=2,
+            warmup=1,
+            throughput_batch=2,
+            vit_train_batch=1,
+            data_rows=48,
+            agreement_samples=16,
+            matmul_sizes=(1024, 2048),
+            compile=False,
+        )
         defaults.update(kwargs)
         return cls(**defaults)
 
@@ -117,8 +127,13 @@ def paired(first, second, repeats: int, warmup: int, device: str = "cpu") -> dic
         a_times.append(_time_call(first, device))
         b_times.append(_time_call(second, device))
     ratios = [a / b for a, b in zip(a_times, b_times)]
-    return {"ratio": statistics.median(ratios), "first_median_s": statistics.median(a_times),
-            "second_median_s": statistics.median(b_times), "first_times_s": a_times, "second_times_s": b_times}
+    return {
+        "ratio": statistics.median(ratios),
+        "first_median_s": statistics.median(a_times),
+        "second_median_s": statistics.median(b_times),
+        "first_times_s": a_times,
+        "second_times_s": b_times,
+    }
 
 
 def _cpu_sdpa_flops(query, key, value, *args, out_shape=None, **kwargs):
@@ -220,18 +235,21 @@ def matmul_ceiling(dtype: torch.dtype, sizes, settings: BenchmarkSettings) -> di
         a = torch.randn(size, size, generator=generator).to(settings.device, dtype)
         b = torch.randn(size, size, generator=generator).to(settings.device, dtype)
         with torch.inference_mode():
-            timing = timed(lambda: a @ b, max(3, settings.repeats), 1, settings.device)
+            timing = timed(lambda a=a, b=b: a @ b, max(3, settings.repeats), 1, settings.device)
         by_size[size] = {"gflops_per_s": 2 * size**3 / timing["median_s"] / 1e9, **timing}
-        del a, b
     best = max(by_size, key=lambda size: by_size[size]["gflops_per_s"])
-    return {"dtype": str(dtype).removeprefix("torch."), "size": best, "gflops_per_s": by_size[best]["gflops_per_s"],
-            "by_size": by_size}
+    return {
+        "dtype": str(dtype).removeprefix("torch."),
+        "size": best,
+        "gflops_per_s": by_size[best]["gflops_per_s"],
+        "by_size": by_size,
+    }
 
 
 # ------------------------------------------------------------------------------------------- models
 def build_asda(preset: str, **overrides):
-    from .configuration_asda import ASDAConfig
-    from .modeling_asda import ASDAForReferringSegmentation
+    from ..configuration_asda import ASDAConfig
+    from ..modeling_asda import ASDAForReferringSegmentation
 
     torch.manual_seed(0)
     return ASDAForReferringSegmentation(getattr(ASDAConfig, preset)(**overrides)).eval()
@@ -282,8 +300,11 @@ def asda_inputs(config, batch: int, device: str = "cpu", labels: bool = False, s
     generator = torch.Generator().manual_seed(seed)
     size = config.image_size
     ids, mask = text_batch(batch, config.max_text_length, seed=seed)
-    inputs = {"pixel_values": torch.randn(batch, 3, size, size, generator=generator), "input_ids": ids,
-              "attention_mask": mask}
+    inputs = {
+        "pixel_values": torch.randn(batch, 3, size, size, generator=generator),
+        "input_ids": ids,
+        "attention_mask": mask,
+    }
     if labels:
         inputs["labels"] = (torch.rand(batch, size, size, generator=generator) > 0.7).float()
     return {key: value.to(device) for key, value in inputs.items()}
@@ -292,8 +313,11 @@ def asda_inputs(config, batch: int, device: str = "cpu", labels: bool = False, s
 def clipseg_inputs(batch: int, device: str = "cpu", size: int = 352, seed: int = 0) -> dict:
     generator = torch.Generator().manual_seed(seed)
     ids, mask = text_batch(batch, TOKENS, eos=2, bos=0, seed=seed)
-    inputs = {"pixel_values": torch.randn(batch, 3, size, size, generator=generator), "input_ids": ids,
-              "attention_mask": mask}
+    inputs = {
+        "pixel_values": torch.randn(batch, 3, size, size, generator=generator),
+        "input_ids": ids,
+        "attention_mask": mask,
+    }
     return {key: value.to(device) for key, value in inputs.items()}
 
 
@@ -302,8 +326,9 @@ def parameter_count(model) -> int:
 
 
 # ------------------------------------------------------------------------------------------ forward
-def forward_benchmark(model, make_inputs, settings: BenchmarkSettings, ceiling_gflops: float,
-                      dtype: torch.dtype | None = None) -> dict:
+def forward_benchmark(
+    model, make_inputs, settings: BenchmarkSettings, ceiling_gflops: float, dtype: torch.dtype | None = None
+) -> dict:
     """Latency at the latency batch, throughput at the throughput batch, FLOPs and achieved GFLOP/s."""
     device = settings.device
     model = model.to(device)
@@ -316,14 +341,20 @@ def forward_benchmark(model, make_inputs, settings: BenchmarkSettings, ceiling_g
     with torch.inference_mode():
         single = make_inputs(1)
         result["gflops_per_image"] = count_flops(lambda: run(single)) / 1e9
-        for key, batch, repeats in (("latency", settings.latency_batch, settings.repeats),
-                                    ("throughput", settings.throughput_batch, settings.throughput_repeats)):
+        for key, batch, repeats in (
+            ("latency", settings.latency_batch, settings.repeats),
+            ("throughput", settings.throughput_batch, settings.throughput_repeats),
+        ):
             inputs = make_inputs(batch)
-            timing = timed(lambda: run(inputs), repeats, settings.warmup, device)
+            timing = timed(lambda inputs=inputs: run(inputs), repeats, settings.warmup, device)
             images_per_s = batch / timing["median_s"]
-            result[key] = {"batch": batch, **timing, "images_per_s": images_per_s,
-                           "achieved_gflops_per_s": result["gflops_per_image"] * images_per_s,
-                           "fraction_of_ceiling": result["gflops_per_image"] * images_per_s / ceiling_gflops}
+            result[key] = {
+                "batch": batch,
+                **timing,
+                "images_per_s": images_per_s,
+                "achieved_gflops_per_s": result["gflops_per_image"] * images_per_s,
+                "fraction_of_ceiling": result["gflops_per_image"] * images_per_s / ceiling_gflops,
+            }
     return result
 
 
@@ -342,8 +373,14 @@ def bf16_speedup(model, inputs: dict, settings: BenchmarkSettings) -> dict:
         return {"batch": settings.latency_batch, **paired(fp32, bf16, settings.repeats, settings.warmup, device)}
 
 
-def compile_benchmark(model, make_inputs, settings: BenchmarkSettings, ceiling_gflops: float, gflops_per_image: float,
-                      dtype: torch.dtype | None = None) -> dict:
+def compile_benchmark(
+    model,
+    make_inputs,
+    settings: BenchmarkSettings,
+    ceiling_gflops: float,
+    gflops_per_image: float,
+    dtype: torch.dtype | None = None,
+) -> dict:
     """`torch.compile` (inductor): compile time, latency at the latency batch, and its deviation from eager."""
     device = settings.device
     inputs = make_inputs(settings.latency_batch)
@@ -366,10 +403,18 @@ def compile_benchmark(model, make_inputs, settings: BenchmarkSettings, ceiling_g
     finally:
         torch._dynamo.reset()
     images_per_s = settings.latency_batch / timing["median_s"]
-    return {"works": True, "compile_s": compile_s, "latency": {"batch": settings.latency_batch, **timing,
-            "images_per_s": images_per_s, "achieved_gflops_per_s": gflops_per_image * images_per_s,
-            "fraction_of_ceiling": gflops_per_image * images_per_s / ceiling_gflops},
-            "max_abs_logit_difference_vs_eager": float((first - reference).abs().max())}
+    return {
+        "works": True,
+        "compile_s": compile_s,
+        "latency": {
+            "batch": settings.latency_batch,
+            **timing,
+            "images_per_s": images_per_s,
+            "achieved_gflops_per_s": gflops_per_image * images_per_s,
+            "fraction_of_ceiling": gflops_per_image * images_per_s / ceiling_gflops,
+        },
+        "max_abs_logit_difference_vs_eager": float((first - reference).abs().max()),
+    }
 
 
 # ------------------------------------------------------------------------------------------- memory
@@ -409,7 +454,12 @@ def memory_probe(spec: dict) -> dict:
         peak = _resident_mb("VmHWM")
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"rss_before_forward_mb": before, "peak_rss_mb": peak, "forward_increase_mb": peak - before, "method": method}
+    return {
+        "rss_before_forward_mb": before,
+        "peak_rss_mb": peak,
+        "forward_increase_mb": peak - before,
+        "method": method,
+    }
 
 
 def peak_memory(model_name: str, batch: int, precision: str, settings: BenchmarkSettings) -> dict:
@@ -417,19 +467,28 @@ def peak_memory(model_name: str, batch: int, precision: str, settings: Benchmark
     if settings.device.startswith("cuda"):
         model = build_clipseg() if model_name == "clipseg" else build_asda(model_name)
         model = model.to(settings.device)
-        inputs = (clipseg_inputs(batch, settings.device) if model_name == "clipseg"
-                  else asda_inputs(model.config, batch, settings.device))
+        inputs = (
+            clipseg_inputs(batch, settings.device)
+            if model_name == "clipseg"
+            else asda_inputs(model.config, batch, settings.device)
+        )
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
         before = torch.cuda.memory_allocated() / 2**20
         with torch.inference_mode(), autocast(settings.device, torch.bfloat16 if precision == "bf16" else None):
             model(**inputs)
         peak = torch.cuda.max_memory_allocated() / 2**20
-        return {"rss_before_forward_mb": before, "peak_rss_mb": peak, "forward_increase_mb": peak - before,
-                "method": "torch.cuda.max_memory_allocated"}
+        return {
+            "rss_before_forward_mb": before,
+            "peak_rss_mb": peak,
+            "forward_increase_mb": peak - before,
+            "method": "torch.cuda.max_memory_allocated",
+        }
     spec = {"model": model_name, "batch": batch, "precision": precision, "threads": torch.get_num_threads()}
-    code = ("import json, sys; from modeling_asda.benchmarking import memory_probe; "
-            "print(json.dumps(memory_probe(json.loads(sys.argv[1]))))")
+    code = (
+        "import json, sys; from modeling_asda.benchmarking import memory_probe; "
+        "print(json.dumps(memory_probe(json.loads(sys.argv[1]))))"
+    )
     done = subprocess.run([sys.executable, "-c", code, json.dumps(spec)], capture_output=True, text=True)
     if done.returncode != 0:
         return {"error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"}
@@ -454,36 +513,45 @@ def training_benchmark(preset: str, batch: int, settings: BenchmarkSettings, cei
         optimizer.step()
 
     flops = count_flops(forward_backward)
-    timing = timed(step, settings.repeats if preset == "tiny" else max(1, settings.repeats - 2), settings.warmup, device)
+    timing = timed(
+        step, settings.repeats if preset == "tiny" else max(1, settings.repeats - 2), settings.warmup, device
+    )
     samples_per_s = batch / timing["median_s"]
-    del optimizer, model
     gc.collect()
-    return {"preset": preset, "batch": batch, "image_size": build_config(preset).image_size, **timing,
-            "samples_per_s": samples_per_s, "gflops_per_sample": flops / batch / 1e9,
-            "achieved_gflops_per_s": flops / timing["median_s"] / 1e9,
-            "fraction_of_ceiling": flops / timing["median_s"] / 1e9 / ceiling_gflops}
+    return {
+        "preset": preset,
+        "batch": batch,
+        "image_size": build_config(preset).image_size,
+        **timing,
+        "samples_per_s": samples_per_s,
+        "gflops_per_sample": flops / batch / 1e9,
+        "achieved_gflops_per_s": flops / timing["median_s"] / 1e9,
+        "fraction_of_ceiling": flops / timing["median_s"] / 1e9 / ceiling_gflops,
+    }
 
 
 def build_config(preset: str):
-    from .configuration_asda import ASDAConfig
+    from ..configuration_asda import ASDAConfig
 
     return getattr(ASDAConfig, preset)()
 
 
 # ------------------------------------------------------------------------------------- data pipeline
 def synthetic_rows(split: str, num_rows: int):
-    from .data_synthetic import SyntheticConfig, generate_split
+    from ..data.synthetic import SyntheticConfig, generate_split
 
     return generate_split(split, num_rows, SyntheticConfig(seed=0))
 
 
-def data_pipeline_benchmark(rows, image_size: int, batch: int, settings: BenchmarkSettings, threads: int | None) -> dict:
+def data_pipeline_benchmark(
+    rows, image_size: int, batch: int, settings: BenchmarkSettings, threads: int | None
+) -> dict:
     """Samples/s of the training input pipeline: decode + augment + letterbox + tokenize (RISTransform) + collate.
 
     Batches are fetched as the DataLoader fetches them (`Dataset.__getitems__`), in this process.
     """
-    from .processing_asda import ASDAProcessor
-    from .training_data import AugmentationConfig, RISTransform, collate_ris
+    from ..data.transforms import AugmentationConfig, RISTransform, collate_ris
+    from ..processing_asda import ASDAProcessor
 
     processor = ASDAProcessor(image_size=image_size, max_length=TOKENS)
     # The demo recipe's augmentation (configs/demo_synthetic.json): horizontal flip with p = 0.5.
@@ -498,8 +566,14 @@ def data_pipeline_benchmark(rows, image_size: int, batch: int, settings: Benchma
     with num_threads(threads):
         timing = timed(one_pass, max(1, settings.repeats - 2), 1)
         used = torch.get_num_threads()
-    return {"image_size": image_size, "batch": batch, "rows": len(rows), "torch_threads": used, **timing,
-            "samples_per_s": len(rows) / timing["median_s"]}
+    return {
+        "image_size": image_size,
+        "batch": batch,
+        "rows": len(rows),
+        "torch_threads": used,
+        **timing,
+        "samples_per_s": len(rows) / timing["median_s"],
+    }
 
 
 # --------------------------------------------------------------------------------------- end to end
@@ -530,8 +604,11 @@ def predict_benchmark(model, processor, jpeg: bytes, sentence: str, settings: Be
         return processor(images=image, text=sentence, return_tensors="pt")
 
     def forward(inputs):
-        return model(pixel_values=inputs["pixel_values"].to(device), input_ids=inputs["input_ids"].to(device),
-                     attention_mask=inputs["attention_mask"].to(device)).logits
+        return model(
+            pixel_values=inputs["pixel_values"].to(device),
+            input_ids=inputs["input_ids"].to(device),
+            attention_mask=inputs["attention_mask"].to(device),
+        ).logits
 
     def postprocess(logits, inputs):
         return processor.post_process_masks(logits, inputs["original_sizes"], threshold=threshold)
@@ -554,14 +631,19 @@ def predict_benchmark(model, processor, jpeg: bytes, sentence: str, settings: Be
         pair = paired(predict, lambda: forward(inputs), settings.repeats, settings.warmup, device)
     stage_s = {name: t["median_s"] for name, t in stages.items()}
     stage_s.update(forward=pair["second_median_s"], predict=pair["first_median_s"])
-    return {"image": f"{image.width}x{image.height} JPEG", "mask_shape": list(mask.shape), "stages_s": stage_s,
-            "overhead_ratio": pair["ratio"], "timings": {**stages, "predict_vs_forward": pair}}
+    return {
+        "image": f"{image.width}x{image.height} JPEG",
+        "mask_shape": list(mask.shape),
+        "stages_s": stage_s,
+        "overhead_ratio": pair["ratio"],
+        "timings": {**stages, "predict_vs_forward": pair},
+    }
 
 
 # ----------------------------------------------------------------------------------- bf16 agreement
 def load_checkpoint(path: str):
-    from .modeling_asda import ASDAForReferringSegmentation
-    from .processing_asda import ASDAProcessor
+    from ..modeling_asda import ASDAForReferringSegmentation
+    from ..processing_asda import ASDAProcessor
 
     model = ASDAForReferringSegmentation.from_pretrained(path).eval()
     try:
@@ -606,10 +688,15 @@ def bf16_agreement(checkpoint: str, rows, settings: BenchmarkSettings) -> dict:
         for name, dtype in (("fp32", None), ("bf16", torch.bfloat16)):
             with autocast(device, dtype):
                 batch = make(min(settings.throughput_batch, len(rows)))
-                speed[name] = timed(lambda: model(**batch), settings.repeats, settings.warmup, device)["median_s"]
+                speed[name] = timed(lambda batch=batch: model(**batch), settings.repeats, settings.warmup, device)[
+                    "median_s"
+                ]
     return {
-        "checkpoint": checkpoint, "samples": len(rows), "threshold": threshold,
-        "mean_iou_bf16_vs_fp32": statistics.fmean(ious), "min_iou_bf16_vs_fp32": min(ious),
+        "checkpoint": checkpoint,
+        "samples": len(rows),
+        "threshold": threshold,
+        "mean_iou_bf16_vs_fp32": statistics.fmean(ious),
+        "min_iou_bf16_vs_fp32": min(ious),
         "overall_iou_bf16_vs_fp32": 1.0 if union == 0 else intersection / union,
         "max_abs_logit_difference": float((full - half).abs().max()),
         "mIoU_vs_ground_truth": {k: statistics.fmean(v) for k, v in gt_ious.items()},
@@ -621,8 +708,10 @@ def bf16_agreement(checkpoint: str, rows, settings: BenchmarkSettings) -> dict:
 def run_benchmark(settings: BenchmarkSettings, log=print) -> dict:
     if settings.threads:
         torch.set_num_threads(settings.threads)
-    results = {"settings": {k: v for k, v in asdict(settings).items() if k != "notes"},
-               "machine": machine_info(settings.device)}
+    results = {
+        "settings": {k: v for k, v in asdict(settings).items() if k != "notes"},
+        "machine": machine_info(settings.device),
+    }
     started = time.perf_counter()
     sections = set(settings.sections)
     dev = settings.device
@@ -661,16 +750,20 @@ def run_benchmark(settings: BenchmarkSettings, log=print) -> dict:
         del asda
         gc.collect()
         clipseg = build_clipseg()
-        forward["clipseg_rd64_fp32"] = forward_benchmark(clipseg, lambda b: clipseg_inputs(b, dev), settings, fp32_rate)
+        forward["clipseg_rd64_fp32"] = forward_benchmark(
+            clipseg, lambda b: clipseg_inputs(b, dev), settings, fp32_rate
+        )
         stamp(f"CLIPSeg fp32: {_summary(forward['clipseg_rd64_fp32'])}")
         del clipseg
         gc.collect()
 
     if "memory" in sections and settings.memory:
         memory = results["memory"] = {}
-        for name, model_name, precision in (("asda_vit_b16_fp32", "vit_b16", "fp32"),
-                                            ("asda_vit_b16_bf16", "vit_b16", "bf16"),
-                                            ("clipseg_rd64_fp32", "clipseg", "fp32")):
+        for name, model_name, precision in (
+            ("asda_vit_b16_fp32", "vit_b16", "fp32"),
+            ("asda_vit_b16_bf16", "vit_b16", "bf16"),
+            ("clipseg_rd64_fp32", "clipseg", "fp32"),
+        ):
             if settings.quick and name != "asda_vit_b16_fp32":
                 continue
             memory[name] = peak_memory(model_name, settings.latency_batch, precision, settings)
@@ -692,9 +785,11 @@ def run_benchmark(settings: BenchmarkSettings, log=print) -> dict:
                 "worker_1_thread": data_pipeline_benchmark(rows, size, batch, settings, threads=1),
                 "main_process": data_pipeline_benchmark(rows, size, batch, settings, threads=None),
             }
-            stamp(f"data pipeline {preset}: {data[preset]['worker_1_thread']['samples_per_s']:.1f} samples/s (1 thread)")
+            stamp(
+                f"data pipeline {preset}: {data[preset]['worker_1_thread']['samples_per_s']:.1f} samples/s (1 thread)"
+            )
     if "predict" in sections:
-        from .processing_asda import ASDAProcessor
+        from ..processing_asda import ASDAProcessor
 
         jpeg, sentence = demo_jpeg(rows)
         predict = results["predict"] = {}
@@ -713,7 +808,9 @@ def run_benchmark(settings: BenchmarkSettings, log=print) -> dict:
     if "agreement" in sections:
         if settings.checkpoint:
             val = synthetic_rows("val", settings.agreement_samples)
-            results["bf16_agreement"] = bf16_agreement(settings.checkpoint, [val[i] for i in range(len(val))], settings)
+            results["bf16_agreement"] = bf16_agreement(
+                settings.checkpoint, [val[i] for i in range(len(val))], settings
+            )
             stamp(f"bf16 agreement: {results['bf16_agreement']}")
         else:
             results["bf16_agreement"] = {"skipped": "no --checkpoint given"}
@@ -725,9 +822,11 @@ def run_benchmark(settings: BenchmarkSettings, log=print) -> dict:
 
 def _summary(entry: dict) -> str:
     lat, thr = entry["latency"], entry["throughput"]
-    return (f"{entry['gflops_per_image']:.1f} GFLOP/img, b{lat['batch']} {lat['median_s']:.3f} s, "
-            f"b{thr['batch']} {thr['images_per_s']:.2f} img/s = {thr['achieved_gflops_per_s']:.1f} GFLOP/s "
-            f"({100 * thr['fraction_of_ceiling']:.0f}% of ceiling)")
+    return (
+        f"{entry['gflops_per_image']:.1f} GFLOP/img, b{lat['batch']} {lat['median_s']:.3f} s, "
+        f"b{thr['batch']} {thr['images_per_s']:.2f} img/s = {thr['achieved_gflops_per_s']:.1f} GFLOP/s "
+        f"({100 * thr['fraction_of_ceiling']:.0f}% of ceiling)"
+    )
 
 
 # ------------------------------------------------------------------------------------------ targets
@@ -744,8 +843,15 @@ def evaluate_targets(results: dict) -> list[dict]:
     targets = []
 
     def add(name, value, threshold, met, detail=""):
-        targets.append({"target": name, "value": value, "threshold": threshold,
-                        "met": None if value is None else bool(met), "detail": detail})
+        targets.append(
+            {
+                "target": name,
+                "value": value,
+                "threshold": threshold,
+                "met": None if value is None else bool(met),
+                "detail": detail,
+            }
+        )
 
     fp32 = _get(results, "forward", "asda_vit_b16_fp32")
     clip = _get(results, "forward", "clipseg_rd64_fp32")
@@ -754,38 +860,73 @@ def evaluate_targets(results: dict) -> list[dict]:
     for key in ("throughput", "latency"):
         a = _get(fp32, key, "achieved_gflops_per_s")
         c = _get(clip, key, "achieved_gflops_per_s")
-        add(f"ASDA fp32 GFLOP/s >= CLIPSeg's ({key})", a, c, a is not None and c is not None and a >= c,
-            f"ASDA {a:.1f} vs CLIPSeg {c:.1f} GFLOP/s" if a and c else "")
-        add(f"ASDA fp32 GFLOP/s >= {FP32_CEILING_FRACTION_TARGET:.0%} of the fp32 matmul rate ({key})",
-            _get(fp32, key, "fraction_of_ceiling"), FP32_CEILING_FRACTION_TARGET,
+        add(
+            f"ASDA fp32 GFLOP/s >= CLIPSeg's ({key})",
+            a,
+            c,
+            a is not None and c is not None and a >= c,
+            f"ASDA {a:.1f} vs CLIPSeg {c:.1f} GFLOP/s" if a and c else "",
+        )
+        add(
+            f"ASDA fp32 GFLOP/s >= {FP32_CEILING_FRACTION_TARGET:.0%} of the fp32 matmul rate ({key})",
+            _get(fp32, key, "fraction_of_ceiling"),
+            FP32_CEILING_FRACTION_TARGET,
             (_get(fp32, key, "fraction_of_ceiling") or 0) >= FP32_CEILING_FRACTION_TARGET,
-            f"{a:.1f} of {ceiling:.1f} GFLOP/s" if a and ceiling else "")
+            f"{a:.1f} of {ceiling:.1f} GFLOP/s" if a and ceiling else "",
+        )
     for key, label in (("latency", "batch 1"), ("throughput", "throughput batch")):
         f, h = _get(fp32, key, "median_s"), _get(bf16, key, "median_s")
         speedup = f / h if f and h else None
-        add(f"bf16 autocast >= {BF16_SPEEDUP_TARGET}x faster than fp32 ({label}, vit_b16)", speedup,
-            BF16_SPEEDUP_TARGET, speedup is not None and speedup >= BF16_SPEEDUP_TARGET)
+        add(
+            f"bf16 autocast >= {BF16_SPEEDUP_TARGET}x faster than fp32 ({label}, vit_b16)",
+            speedup,
+            BF16_SPEEDUP_TARGET,
+            speedup is not None and speedup >= BF16_SPEEDUP_TARGET,
+        )
     compiled = _get(results, "forward", "asda_vit_b16_bf16_compiled", "latency", "median_s")
     eager_fp32 = _get(fp32, "latency", "median_s")
     speedup = eager_fp32 / compiled if compiled and eager_fp32 else None
-    add(f"bf16 autocast + torch.compile >= {BF16_SPEEDUP_TARGET}x faster than eager fp32 (batch 1, vit_b16)", speedup,
-        BF16_SPEEDUP_TARGET, speedup is not None and speedup >= BF16_SPEEDUP_TARGET, "compiled path, for reference")
+    add(
+        f"bf16 autocast + torch.compile >= {BF16_SPEEDUP_TARGET}x faster than eager fp32 (batch 1, vit_b16)",
+        speedup,
+        BF16_SPEEDUP_TARGET,
+        speedup is not None and speedup >= BF16_SPEEDUP_TARGET,
+        "compiled path, for reference",
+    )
     agreement = _get(results, "bf16_agreement", "mean_iou_bf16_vs_fp32")
-    add(f"bf16 masks agree with fp32 (mean IoU >= {BF16_IOU_TARGET}) on the checkpoint", agreement, BF16_IOU_TARGET,
-        agreement is not None and agreement >= BF16_IOU_TARGET, _get(results, "bf16_agreement", "checkpoint") or "")
+    add(
+        f"bf16 masks agree with fp32 (mean IoU >= {BF16_IOU_TARGET}) on the checkpoint",
+        agreement,
+        BF16_IOU_TARGET,
+        agreement is not None and agreement >= BF16_IOU_TARGET,
+        _get(results, "bf16_agreement", "checkpoint") or "",
+    )
     ratio = _get(results, "predict", "asda_vit_b16", "overhead_ratio")
-    add(f"end-to-end predict <= {PREDICT_OVERHEAD_TARGET}x the bare forward (vit_b16, batch 1)", ratio,
-        PREDICT_OVERHEAD_TARGET, ratio is not None and ratio <= PREDICT_OVERHEAD_TARGET)
+    add(
+        f"end-to-end predict <= {PREDICT_OVERHEAD_TARGET}x the bare forward (vit_b16, batch 1)",
+        ratio,
+        PREDICT_OVERHEAD_TARGET,
+        ratio is not None and ratio <= PREDICT_OVERHEAD_TARGET,
+    )
     for preset in ("tiny", "vit_b16"):
         data = _get(results, "data_pipeline", preset, "worker_1_thread", "samples_per_s")
         train = _get(results, "training", preset, "samples_per_s")
         factor = data / train if data and train else None
-        add(f"data pipeline >= {DATA_PIPELINE_FACTOR_TARGET}x the training step's samples/s ({preset})", factor,
-            DATA_PIPELINE_FACTOR_TARGET, factor is not None and factor >= DATA_PIPELINE_FACTOR_TARGET,
-            f"{data:.1f} vs {train:.2f} samples/s" if factor else "")
+        add(
+            f"data pipeline >= {DATA_PIPELINE_FACTOR_TARGET}x the training step's samples/s ({preset})",
+            factor,
+            DATA_PIPELINE_FACTOR_TARGET,
+            factor is not None and factor >= DATA_PIPELINE_FACTOR_TARGET,
+            f"{data:.1f} vs {train:.2f} samples/s" if factor else "",
+        )
     peak = _get(results, "memory", "asda_vit_b16_fp32", "peak_rss_mb")
-    add(f"vit_b16 fp32 batch-1 inference peak memory <= {MEMORY_TARGET_MB:.0f} MB", peak, MEMORY_TARGET_MB,
-        peak is not None and peak <= MEMORY_TARGET_MB, _get(results, "memory", "asda_vit_b16_fp32", "method") or "")
+    add(
+        f"vit_b16 fp32 batch-1 inference peak memory <= {MEMORY_TARGET_MB:.0f} MB",
+        peak,
+        MEMORY_TARGET_MB,
+        peak is not None and peak <= MEMORY_TARGET_MB,
+        _get(results, "memory", "asda_vit_b16_fp32", "method") or "",
+    )
     return targets
 
 
@@ -802,14 +943,18 @@ def to_markdown(results: dict, command: str = "") -> str:
     machine = results["machine"]
     settings = results["settings"]
     lines = []
-    lines.append(f"Machine: {machine['cpu']}, {machine['logical_cpus']} logical CPUs, torch {machine['torch']} "
-                 f"({machine['cpu_capability']}), {machine['torch_threads']} torch threads, native bf16: "
-                 f"{', '.join(machine['native_bf16']) or 'none'}; device {machine['device']}. Load average "
-                 f"{machine['load_average_at_start']} at the start, {machine.get('load_average_at_end')} at the end.")
+    lines.append(
+        f"Machine: {machine['cpu']}, {machine['logical_cpus']} logical CPUs, torch {machine['torch']} "
+        f"({machine['cpu_capability']}), {machine['torch_threads']} torch threads, native bf16: "
+        f"{', '.join(machine['native_bf16']) or 'none'}; device {machine['device']}. Load average "
+        f"{machine['load_average_at_start']} at the start, {machine.get('load_average_at_end')} at the end."
+    )
     if command:
-        lines.append(f"Command: `{command}` ({'quick' if settings['quick'] else 'full'} run, "
-                     f"{settings['repeats']} timed repeats after {settings['warmup']} warm-up; medians; "
-                     f"wall {results.get('wall_s', 0) / 60:.1f} min).")
+        lines.append(
+            f"Command: `{command}` ({'quick' if settings['quick'] else 'full'} run, "
+            f"{settings['repeats']} timed repeats after {settings['warmup']} warm-up; medians; "
+            f"wall {results.get('wall_s', 0) / 60:.1f} min)."
+        )
     lines.append("")
     ceilings = results.get("ceilings", {})
     if ceilings:
@@ -821,13 +966,18 @@ def to_markdown(results: dict, command: str = "") -> str:
         lines.append("")
     forward, memory = results.get("forward", {}), results.get("memory", {})
     if forward:
-        lines.append("| model (inference) | params (M) | GFLOP / image | latency b1 (s) | throughput (img/s) "
-                     "| achieved GFLOP/s (b1 / batch) | % of matmul ceiling (b1 / batch) | peak RSS b1 (MB) |")
+        lines.append(
+            "| model (inference) | params (M) | GFLOP / image | latency b1 (s) | throughput (img/s) "
+            "| achieved GFLOP/s (b1 / batch) | % of matmul ceiling (b1 / batch) | peak RSS b1 (MB) |"
+        )
         lines.append("|---|---:|---:|---:|---:|---:|---:|---:|")
-        labels = {"asda_vit_b16_fp32": "ASDA vit_b16 416², fp32", "asda_vit_b16_bf16": "ASDA vit_b16 416², bf16 autocast",
-                  "asda_vit_b16_fp32_compiled": "ASDA vit_b16 416², fp32, torch.compile",
-                  "asda_vit_b16_bf16_compiled": "ASDA vit_b16 416², bf16 autocast, torch.compile",
-                  "clipseg_rd64_fp32": "CLIPSeg rd64-refined 352², fp32"}
+        labels = {
+            "asda_vit_b16_fp32": "ASDA vit_b16 416², fp32",
+            "asda_vit_b16_bf16": "ASDA vit_b16 416², bf16 autocast",
+            "asda_vit_b16_fp32_compiled": "ASDA vit_b16 416², fp32, torch.compile",
+            "asda_vit_b16_bf16_compiled": "ASDA vit_b16 416², bf16 autocast, torch.compile",
+            "clipseg_rd64_fp32": "CLIPSeg rd64-refined 352², fp32",
+        }
         for name, entry in forward.items():
             label = labels.get(name, name)
             mem = _get(memory, name, "peak_rss_mb")
@@ -836,50 +986,63 @@ def to_markdown(results: dict, command: str = "") -> str:
                     lines.append(f"| {label} | | | did not work: {entry.get('error')} | | | | |")
                     continue
                 lat = entry["latency"]
-                lines.append(f"| {label} (compile {entry['compile_s']:.0f} s; x{entry['speedup_vs_eager']:.2f} vs eager) "
-                             f"| | | {lat['median_s']:.3f} | – | "
-                             f"{lat['achieved_gflops_per_s']:.1f} / – | {100 * lat['fraction_of_ceiling']:.0f}% / – | – |")
+                lines.append(
+                    f"| {label} (compile {entry['compile_s']:.0f} s; x{entry['speedup_vs_eager']:.2f} vs eager) "
+                    f"| | | {lat['median_s']:.3f} | – | "
+                    f"{lat['achieved_gflops_per_s']:.1f} / – | {100 * lat['fraction_of_ceiling']:.0f}% / – | – |"
+                )
                 continue
             lat, thr = entry["latency"], entry["throughput"]
             lines.append(
                 f"| {label} | {entry['parameters'] / 1e6:.1f} | {entry['gflops_per_image']:.1f} | {lat['median_s']:.3f} "
                 f"| {thr['images_per_s']:.2f} (b{thr['batch']}) | {lat['achieved_gflops_per_s']:.1f} / "
                 f"{thr['achieved_gflops_per_s']:.1f} | {100 * lat['fraction_of_ceiling']:.0f}% / "
-                f"{100 * thr['fraction_of_ceiling']:.0f}% | {_fmt(mem, 0)} |")
+                f"{100 * thr['fraction_of_ceiling']:.0f}% | {_fmt(mem, 0)} |"
+            )
         lines.append("")
         lines.append("bf16 rows are compared with the bf16 matrix-product ceiling, fp32 rows with the fp32 one.")
         pair = results.get("bf16_speedup")
         if pair:
-            lines.append(f"Cross-check with fp32 and bf16 calls alternating ({len(pair['first_times_s'])} pairs at batch "
-                         f"{pair['batch']}, immune to load drift): x{pair['ratio']:.2f} (median fp32 "
-                         f"{pair['first_median_s']:.3f} s, bf16 {pair['second_median_s']:.3f} s). A bf16 call right "
-                         "after an fp32 call can run slower than in a row of bf16 calls; the targets use the rows above, "
-                         "i.e. one precision called repeatedly, as in use.")
+            lines.append(
+                f"Cross-check with fp32 and bf16 calls alternating ({len(pair['first_times_s'])} pairs at batch "
+                f"{pair['batch']}, immune to load drift): x{pair['ratio']:.2f} (median fp32 "
+                f"{pair['first_median_s']:.3f} s, bf16 {pair['second_median_s']:.3f} s). A bf16 call right "
+                "after an fp32 call can run slower than in a row of bf16 calls; the targets use the rows above, "
+                "i.e. one precision called repeatedly, as in use."
+            )
         lines.append("")
     training, data = results.get("training", {}), results.get("data_pipeline", {})
     if training:
-        lines.append("| training step (fwd + bwd + AdamW), fp32 | batch | image | step (s) | samples/s "
-                     "| GFLOP / sample | achieved GFLOP/s | data pipeline samples/s (1 thread / main) | data ÷ train |")
+        lines.append(
+            "| training step (fwd + bwd + AdamW), fp32 | batch | image | step (s) | samples/s "
+            "| GFLOP / sample | achieved GFLOP/s | data pipeline samples/s (1 thread / main) | data ÷ train |"
+        )
         lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         for preset, entry in training.items():
             worker = _get(data, preset, "worker_1_thread", "samples_per_s")
             main = _get(data, preset, "main_process", "samples_per_s")
             factor = worker / entry["samples_per_s"] if worker else None
-            lines.append(f"| ASDA {preset} | {entry['batch']} | {entry['image_size']}² | {entry['median_s']:.3f} | "
-                         f"{entry['samples_per_s']:.2f} | {entry['gflops_per_sample']:.1f} | "
-                         f"{entry['achieved_gflops_per_s']:.1f} | {_fmt(worker, 1)} / {_fmt(main, 1)} | "
-                         f"{_fmt(factor, 1, suffix='x')} |")
+            lines.append(
+                f"| ASDA {preset} | {entry['batch']} | {entry['image_size']}² | {entry['median_s']:.3f} | "
+                f"{entry['samples_per_s']:.2f} | {entry['gflops_per_sample']:.1f} | "
+                f"{entry['achieved_gflops_per_s']:.1f} | {_fmt(worker, 1)} / {_fmt(main, 1)} | "
+                f"{_fmt(factor, 1, suffix='x')} |"
+            )
         lines.append("")
     predict = results.get("predict", {})
     if predict:
-        lines.append("| end-to-end predict, batch 1, fp32 | decode (ms) | preprocess (ms) | forward (ms) "
-                     "| post-process (ms) | predict (ms) | predict ÷ forward |")
+        lines.append(
+            "| end-to-end predict, batch 1, fp32 | decode (ms) | preprocess (ms) | forward (ms) "
+            "| post-process (ms) | predict (ms) | predict ÷ forward |"
+        )
         lines.append("|---|---:|---:|---:|---:|---:|---:|")
         for name, entry in predict.items():
             s = entry["stages_s"]
-            lines.append(f"| {name} ({entry['image']} -> {entry['mask_shape'][0]}x{entry['mask_shape'][1]} mask) | "
-                         f"{s['decode'] * 1e3:.1f} | {s['preprocess'] * 1e3:.1f} | {s['forward'] * 1e3:.1f} | "
-                         f"{s['postprocess'] * 1e3:.1f} | {s['predict'] * 1e3:.1f} | {entry['overhead_ratio']:.3f} |")
+            lines.append(
+                f"| {name} ({entry['image']} -> {entry['mask_shape'][0]}x{entry['mask_shape'][1]} mask) | "
+                f"{s['decode'] * 1e3:.1f} | {s['preprocess'] * 1e3:.1f} | {s['forward'] * 1e3:.1f} | "
+                f"{s['postprocess'] * 1e3:.1f} | {s['predict'] * 1e3:.1f} | {entry['overhead_ratio']:.3f} |"
+            )
         lines.append("")
     agreement = results.get("bf16_agreement", {})
     if agreement and "skipped" not in agreement:
@@ -889,7 +1052,8 @@ def to_markdown(results: dict, command: str = "") -> str:
             f"(min {agreement['min_iou_bf16_vs_fp32']:.4f}, pooled {agreement['overall_iou_bf16_vs_fp32']:.4f}); "
             f"mIoU vs ground truth fp32 {agreement['mIoU_vs_ground_truth']['fp32']:.4f}, bf16 "
             f"{agreement['mIoU_vs_ground_truth']['bf16']:.4f}; bf16 speed-up on this checkpoint "
-            f"{agreement['bf16_speedup_on_checkpoint']:.2f}x.")
+            f"{agreement['bf16_speedup_on_checkpoint']:.2f}x."
+        )
         lines.append("")
     elif agreement:
         lines.append(f"bf16 mask agreement: skipped ({agreement['skipped']}).")
@@ -922,5 +1086,13 @@ def update_document(path: str, markdown: str):
         handle.write(f"{head}{DOC_BEGIN}\n{markdown}\n{DOC_END}{tail}")
 
 
-__all__ = ["BenchmarkSettings", "run_benchmark", "to_markdown", "update_document", "evaluate_targets", "count_flops",
-           "timed", "memory_probe"]
+__all__ = [
+    "BenchmarkSettings",
+    "run_benchmark",
+    "to_markdown",
+    "update_document",
+    "evaluate_targets",
+    "count_flops",
+    "timed",
+    "memory_probe",
+]

@@ -5,14 +5,14 @@ import logging
 import os
 from typing import NamedTuple
 
-from .configuration_asda import ASDAConfig
-from .data_loading import load_referring_dataset
-from .metrics import format_results_table
-from .modeling_asda import ASDAForReferringSegmentation
-from .processing_asda import ASDAProcessor
+from ..configuration_asda import ASDAConfig
+from ..data.loading import load_referring_dataset
+from ..data.transforms import AugmentationConfig, RISTransform, collate_ris
+from ..evaluation.metrics import format_results_table
+from ..modeling_asda import ASDAForReferringSegmentation
+from ..processing_asda import ASDAProcessor
+from .arguments import parse_config_overrides
 from .trainer import EpochToTransformCallback, RISTrainer, compute_ris_metrics
-from .training_args import parse_config_overrides
-from .training_data import AugmentationConfig, RISTransform, collate_ris
 
 logger = logging.getLogger(__name__)
 
@@ -135,13 +135,19 @@ def load_splits(data_args, training_args, processor) -> Splits:
 
 def make_trainer(model, processor, training_args, splits: Splits):
     if training_args.scale_lr:
-        total = training_args.per_device_train_batch_size * training_args.world_size * training_args.gradient_accumulation_steps
+        total = (
+            training_args.per_device_train_batch_size
+            * training_args.world_size
+            * training_args.gradient_accumulation_steps
+        )
         training_args.learning_rate *= total / 16
         logger.info(f"--scale_lr: learning rate {training_args.learning_rate:g} for {total} images per step")
     if training_args.ddp_find_unused_parameters is None:
         # Only the published hard argmax leaves parameters (the selector) without gradient.
         config = model.config
-        training_args.ddp_find_unused_parameters = config.feature_selection == "adaptive" and config.selection == "hard"
+        training_args.ddp_find_unused_parameters = (
+            config.feature_selection == "adaptive" and config.selection == "hard"
+        )
     # The final upload is ours (our model card); Trainer's own push would replace it with its generic card.
     training_args.asda_push_to_hub = training_args.push_to_hub
     training_args.push_to_hub = False
@@ -169,12 +175,18 @@ def evaluate_splits(trainer, eval_datasets) -> dict:
 def split_results(eval_metrics: dict, splits) -> dict:
     """{'eval_val_mIoU': x, ...} -> {'val': {'mIoU': x, ...}}."""
     return {
-        split: {name: eval_metrics[f"eval_{split}_{name}"] for name in METRIC_NAMES if f"eval_{split}_{name}" in eval_metrics}
+        split: {
+            name: eval_metrics[f"eval_{split}_{name}"]
+            for name in METRIC_NAMES
+            if f"eval_{split}_{name}" in eval_metrics
+        }
         for split in splits
     }
 
 
-def finish_run(trainer, model_args, data_args, training_args, train_metrics, eval_metrics, raw_eval, wall_seconds, argv):
+def finish_run(
+    trainer, model_args, data_args, training_args, train_metrics, eval_metrics, raw_eval, wall_seconds, argv
+):
     # Runs on the main process only.
     """Print the paper-style table (with baselines on synthetic data), write results.md and the model card."""
     output_dir = training_args.output_dir
@@ -182,7 +194,7 @@ def finish_run(trainer, model_args, data_args, training_args, train_metrics, eva
     if eval_metrics:
         rows[MODEL_ROW] = split_results(eval_metrics, list(raw_eval))
         if data_args.dataset_name == "synthetic" and data_args.baselines:
-            from .baselines import language_blind_baselines
+            from ..evaluation.baselines import language_blind_baselines
 
             for split, dataset in raw_eval.items():
                 for name, metrics in language_blind_baselines(dataset, seed=training_args.seed).items():
@@ -203,10 +215,10 @@ def finish_run(trainer, model_args, data_args, training_args, train_metrics, eva
     with open(os.path.join(output_dir, "baselines.json"), "w") as handle:
         json.dump({name: value for name, value in rows.items() if name != MODEL_ROW}, handle, indent=2)
 
-    from .model_card import write_model_card
+    from ..evaluation.model_card import write_model_card
 
     write_model_card(trainer.model, output_dir, model_args, data_args, training_args, rows, summary)
     if getattr(training_args, "asda_push_to_hub", False):
-        from .model_card import push_folder_to_hub
+        from ..evaluation.model_card import push_folder_to_hub
 
         push_folder_to_hub(output_dir, training_args)

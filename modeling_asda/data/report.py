@@ -8,7 +8,6 @@ user find it in the source files. Callers print `report.format()` or save `repor
 import json
 from collections import Counter
 
-
 MISSING_IMAGE = "missing_image"  # the image file does not exist
 CORRUPT_IMAGE = "corrupt_image"  # the image cannot be decoded (truncated, not an image, ...)
 IMAGE_SIZE_MISMATCH = "image_size_mismatch"  # the annotation's height/width differ from the image's

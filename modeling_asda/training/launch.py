@@ -63,7 +63,11 @@ def prepare_cpu_distributed(script: str, argv: list[str]) -> int | None:
     """Call first thing in a training script. Returns an exit code when this process only relaunched."""
     env = os.environ
     if any(key in env for key in _WORLD_KEYS):
-        if int(env.get("WORLD_SIZE", "1")) > 1 and not _has_accelerator() and not _truthy(env.get("ACCELERATE_USE_CPU")):
+        if (
+            int(env.get("WORLD_SIZE", "1")) > 1
+            and not _has_accelerator()
+            and not _truthy(env.get("ACCELERATE_USE_CPU"))
+        ):
             env["ACCELERATE_USE_CPU"] = "true"
         return None
     if not (_truthy(env.get("ACCELERATE_USE_CPU")) and "MASTER_ADDR" in env):
@@ -79,8 +83,16 @@ def prepare_cpu_distributed(script: str, argv: list[str]) -> int | None:
         f"starting {num_processes} gloo processes with torch.distributed.run instead."
     )
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(num_processes),
-        "--master_addr", env["MASTER_ADDR"], "--master_port", env.get("MASTER_PORT", "29500"), script, *argv,
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        str(num_processes),
+        "--master_addr",
+        env["MASTER_ADDR"],
+        "--master_port",
+        env.get("MASTER_PORT", "29500"),
+        script,
+        *argv,
     ]
     return subprocess.call(command, env=dict(env, OMP_NUM_THREADS=env.get("OMP_NUM_THREADS", "1")))
-

@@ -1,8 +1,7 @@
 """Model cards written from the measured results (Trainer's automatic card drops mIoU/oIoU), and the Hub upload.
 
-The card is rendered from `model_cards/model_card_template.md` (Jinja, via `huggingface_hub.ModelCard`).
-In a checkout that file is read directly; an installed package reads its packaged copy
-`modeling_asda/model_card_template.md`, which tests/test_model_card.py keeps identical to it.
+The card is rendered from `model_card_template.md` beside this file (Jinja, via `huggingface_hub.ModelCard`),
+installed with the package as package data.
 The render context is saved next to the card (`model_card.json`), so the upload can render the card
 again with the repository id and the commit sha it learns only then (a pinned `revision` in the code).
 """
@@ -26,10 +25,7 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 def template_path() -> Path:
-    """model_cards/ of the checkout when there is one, else the copy installed with the package."""
-    here = Path(__file__).resolve().parent
-    in_repo = here.parent / "model_cards" / TEMPLATE_NAME
-    return in_repo if in_repo.is_file() else here / TEMPLATE_NAME
+    return Path(__file__).resolve().parent / TEMPLATE_NAME
 
 
 def _is_hub_id(name) -> bool:
@@ -58,9 +54,14 @@ def eval_results(rows: dict, data_args) -> list[dict]:
             if key in metrics:
                 results.append(
                     dict(
-                        task_type="image-segmentation", task_name="Referring Image Segmentation",
-                        dataset_type=dataset, dataset_name=display, dataset_split=split,
-                        metric_type=key.lower(), metric_name=name, metric_value=round(100 * float(metrics[key]), 2),
+                        task_type="image-segmentation",
+                        task_name="Referring Image Segmentation",
+                        dataset_type=dataset,
+                        dataset_name=display,
+                        dataset_split=split,
+                        metric_type=key.lower(),
+                        metric_name=name,
+                        metric_value=round(100 * float(metrics[key]), 2),
                     )
                 )
     return results
@@ -72,14 +73,19 @@ def _architecture(model, base_model) -> str:
     if base_model:
         init = f"the weights of `{base_model}`"
     elif c.vision_position_init_scale > 0:
-        init = ("random weights (no pretrained encoders; the ViT position table started as a 2-D sine-cosine table "
-                f"x{c.vision_position_init_scale:g})")
+        init = (
+            "random weights (no pretrained encoders; the ViT position table started as a 2-D sine-cosine table "
+            f"x{c.vision_position_init_scale:g})"
+        )
     else:
         init = "random weights (no pretrained encoders)"
     selection = (
         f"adaptive ({c.selection}, {c.selector} selector) among low layers {list(c.low_candidate_layers)} and mid "
-        f"layers {list(c.mid_candidate_layers)}" if c.feature_selection == "adaptive"
-        else f"fixed layers {list(c.manual_layers)}" if c.feature_selection == "manual" else "none (top layer only)"
+        f"layers {list(c.mid_candidate_layers)}"
+        if c.feature_selection == "adaptive"
+        else f"fixed layers {list(c.manual_layers)}"
+        if c.feature_selection == "manual"
+        else "none (top layer only)"
     )
     return (
         f"CLIP vision encoder ({v.num_hidden_layers} layers, width {v.hidden_size}, patch {v.patch_size}) and text encoder "
@@ -99,7 +105,8 @@ def _warmup(steps) -> str:
 def _recipe(model_args, data_args, training_args) -> list[tuple[str, str]]:
     a = training_args
     schedule = (
-        f"multistep: x{a.lr_decay_rate} at epochs {a.lr_milestones}" if getattr(a, "lr_schedule", "hf") == "multistep"
+        f"multistep: x{a.lr_decay_rate} at epochs {a.lr_milestones}"
+        if getattr(a, "lr_schedule", "hf") == "multistep"
         else f"{getattr(a.lr_scheduler_type, 'value', a.lr_scheduler_type)}, " + _warmup(a.warmup_steps)
     )
     train_data = f"`{data_args.dataset_name}`" + (f" ({data_args.dataset_config})" if data_args.dataset_config else "")
@@ -110,12 +117,23 @@ def _recipe(model_args, data_args, training_args) -> list[tuple[str, str]]:
     augment += ["random affine"] if data_args.random_affine else []
     rows = [
         ("data", train_data + f", train split `{data_args.train_split}`, eval splits `{data_args.eval_splits}`"),
-        ("initialisation", model_args.clip_model_name_or_path or model_args.model_name_or_path or f"random ({model_args.config_preset} preset)"),
+        (
+            "initialisation",
+            model_args.clip_model_name_or_path
+            or model_args.model_name_or_path
+            or f"random ({model_args.config_preset} preset)",
+        ),
         ("optimizer", f"{getattr(a.optim, 'value', a.optim)}, weight decay {a.weight_decay}"),
         ("learning rate", f"{a.learning_rate:g} (CLIP encoders x{getattr(a, 'encoder_lr_ratio', 1.0)})"),
         ("schedule", schedule),
-        ("epochs", f"{a.num_train_epochs:g}" + (f" (max_steps {a.max_steps})" if a.max_steps and a.max_steps > 0 else "")),
-        ("batch", f"{a.per_device_train_batch_size} per device x {a.world_size} device(s) x {a.gradient_accumulation_steps} accumulation"),
+        (
+            "epochs",
+            f"{a.num_train_epochs:g}" + (f" (max_steps {a.max_steps})" if a.max_steps and a.max_steps > 0 else ""),
+        ),
+        (
+            "batch",
+            f"{a.per_device_train_batch_size} per device x {a.world_size} device(s) x {a.gradient_accumulation_steps} accumulation",
+        ),
         ("augmentation", ", ".join(augment) or "none"),
         ("precision", "bf16" if a.bf16 else "fp16" if a.fp16 else "fp32"),
         ("seed", str(a.seed)),
@@ -125,11 +143,15 @@ def _recipe(model_args, data_args, training_args) -> list[tuple[str, str]]:
 
 def _data_limits(data_args) -> str:
     if data_args.dataset_name == "synthetic":
-        return ("Trained on the built-in synthetic data (coloured shapes on textured backgrounds): a demonstration "
-                "and a test of the training pipeline. It does not segment natural images.")
+        return (
+            "Trained on the built-in synthetic data (coloured shapes on textured backgrounds): a demonstration "
+            "and a test of the training pipeline. It does not segment natural images."
+        )
     if (data_args.dataset_config or "") in DATASET_IDS:
-        return (f"Trained on {data_args.dataset_config} (COCO images, expressions written by annotators): it inherits "
-                "COCO's coverage and biases (people and common objects, English only).")
+        return (
+            f"Trained on {data_args.dataset_config} (COCO images, expressions written by annotators): it inherits "
+            "COCO's coverage and biases (people and common objects, English only)."
+        )
     return f"Trained only on {dataset_id(data_args)}; expect lower quality on other kinds of images."
 
 
@@ -139,9 +161,13 @@ def build_card_context(model, model_args, data_args, training_args, rows, summar
     name = os.path.basename(os.path.normpath(training_args.output_dir))
     base_model = model_args.clip_model_name_or_path or model_args.model_name_or_path
     card_data = dict(
-        library_name="transformers", pipeline_tag="image-segmentation", license="mit",
+        library_name="transformers",
+        pipeline_tag="image-segmentation",
+        license="mit",
         tags=["referring-image-segmentation", "image-segmentation", "asda", "clip", "custom_code"],
-        datasets=[dataset_id(data_args)], metrics=["miou", "oiou"], model_name=name,
+        datasets=[dataset_id(data_args)],
+        metrics=["miou", "oiou"],
+        model_name=name,
     )
     if _is_hub_id(base_model):
         card_data["base_model"] = base_model
@@ -173,14 +199,16 @@ def build_card_context(model, model_args, data_args, training_args, rows, summar
 
 
 def render_model_card(context: dict) -> ModelCard:
-    data = ModelCardData(**context["card_data"], eval_results=[EvalResult(**r) for r in context["eval_results"]] or None)
+    data = ModelCardData(
+        **context["card_data"], eval_results=[EvalResult(**r) for r in context["eval_results"]] or None
+    )
     kwargs = {k: v for k, v in context.items() if k not in ("card_data", "eval_results")}
     return ModelCard.from_template(data, template_path=str(template_path()), **kwargs)
 
 
 def write_model_card(model, output_dir, model_args, data_args, training_args, rows, summary):
     """README.md (the card) and model_card.json (its render context) in `output_dir`; returns the card."""
-    from .experiment import TABLE_METRICS
+    from ..training.experiment import TABLE_METRICS
     from .metrics import format_results_table
 
     table = format_results_table(rows, metrics=TABLE_METRICS) if rows else ""
@@ -204,10 +232,13 @@ def push_folder_to_hub(output_dir, training_args):
     api = HfApi(token=training_args.hub_token)
     repo = api.create_repo(
         training_args.hub_model_id or os.path.basename(os.path.normpath(output_dir)),
-        private=bool(training_args.hub_private_repo), exist_ok=True,
+        private=bool(training_args.hub_private_repo),
+        exist_ok=True,
     )
     commit = api.upload_folder(
-        repo_id=repo.repo_id, folder_path=output_dir, commit_message="ASDA checkpoint with measured results",
+        repo_id=repo.repo_id,
+        folder_path=output_dir,
+        commit_message="ASDA checkpoint with measured results",
         ignore_patterns=["checkpoint-*", "runs/*", "*.pt", "*.pth", CONTEXT_FILE],
     )
     context_path = os.path.join(output_dir, CONTEXT_FILE)
@@ -218,7 +249,9 @@ def push_folder_to_hub(output_dir, training_args):
         card = render_model_card(context)
         card.save(os.path.join(output_dir, "README.md"))
         api.upload_file(
-            path_or_fileobj=os.path.join(output_dir, "README.md"), path_in_repo="README.md", repo_id=repo.repo_id,
+            path_or_fileobj=os.path.join(output_dir, "README.md"),
+            path_in_repo="README.md",
+            repo_id=repo.repo_id,
             commit_message=f"Model card: loading code pinned to {commit.oid[:12]}",
         )
     logger.info(f"Pushed {output_dir} to {repo.repo_id} at {commit.oid}")

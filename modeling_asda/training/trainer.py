@@ -1,13 +1,11 @@
 """`Trainer` subclass for referring segmentation: the paper's optimiser/schedule and original-size evaluation."""
 
-import math
-
 import numpy as np
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 from transformers import Trainer, TrainerCallback
 
-from .metrics import summarize
+from ..evaluation.metrics import summarize
 
 ENCODER_PREFIXES = ("text_model.", "vision_model.")
 

@@ -106,7 +106,9 @@ class RISTransform:
             fill = [v / 255.0 for v in self.processor.image_processor.pad_value]
             for i, sample_id in enumerate(batch["sample_id"]):
                 rng = _sample_rng(self.seed, self.epoch, sample_id)
-                images[i], masks[i], sentences[i] = augment(images[i], masks[i], sentences[i], self.augmentation, rng, fill)
+                images[i], masks[i], sentences[i] = augment(
+                    images[i], masks[i], sentences[i], self.augmentation, rng, fill
+                )
         vision = self.processor.image_processor(images, masks=masks, return_tensors="pt")
         text = self.processor(text=sentences, return_tensors="pt")
         out = {

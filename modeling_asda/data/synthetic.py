@@ -23,20 +23,16 @@ the masks of all its objects (the random-object baseline needs them), is regener
 `image_id` and the generator config, which `build_synthetic_dataset` stores in `info.description`.
 """
 
-import argparse
 import dataclasses
 import io
 import json
-import time
 from dataclasses import dataclass
-from typing import Optional
 
 import numpy as np
 from datasets import Dataset, DatasetDict, DatasetInfo
 from PIL import Image, ImageDraw
 
-from .data_schema import CANONICAL_FEATURES
-
+from .schema import CANONICAL_FEATURES
 
 # Chosen far apart in RGB (smallest pairwise distance ~105) and away from the grey background.
 COLORS = {
@@ -96,15 +92,27 @@ class SyntheticConfig:
             object.__setattr__(self, name, tuple(float(v) for v in getattr(self, name)))
         checks = [
             ("min_objects", 2 <= self.min_objects, "must be >= 2"),
-            ("max_objects", self.min_objects <= self.max_objects <= MAX_OBJECTS, f"must be in [min_objects, {MAX_OBJECTS}]"),
+            (
+                "max_objects",
+                self.min_objects <= self.max_objects <= MAX_OBJECTS,
+                f"must be in [min_objects, {MAX_OBJECTS}]",
+            ),
             ("num_colors", 2 <= self.num_colors <= len(COLORS), f"must be in [2, {len(COLORS)}]"),
             ("num_shapes", 2 <= self.num_shapes <= len(SHAPES), f"must be in [2, {len(SHAPES)}]"),
             ("min_side", 32 <= self.min_side <= self.max_side, "must be in [32, max_side]"),
             ("max_aspect", self.max_aspect >= 1.0, "must be >= 1"),
-            ("small_scale", 0 < self.small_scale[0] <= self.small_scale[1] < self.big_scale[0], "must lie below big_scale"),
+            (
+                "small_scale",
+                0 < self.small_scale[0] <= self.small_scale[1] < self.big_scale[0],
+                "must lie below big_scale",
+            ),
             ("big_scale", self.big_scale[0] <= self.big_scale[1] <= 0.8, "must be increasing and <= 0.8"),
             ("max_refs_per_scene", self.max_refs_per_scene >= 1, "must be >= 1"),
-            ("max_sentences_per_ref", 1 <= self.max_sentences_per_ref <= MAX_SENTENCES, f"must be in [1, {MAX_SENTENCES}]"),
+            (
+                "max_sentences_per_ref",
+                1 <= self.max_sentences_per_ref <= MAX_SENTENCES,
+                f"must be in [1, {MAX_SENTENCES}]",
+            ),
             ("min_visible", 0 < self.min_visible <= 1, "must be in (0, 1]"),
             ("noise", 0 <= self.noise <= 64, "must be in [0, 64]"),
         ]
@@ -140,9 +148,9 @@ class Expression:
     """What a sentence says, in structured form (the text is one rendering of it)."""
 
     attributes: tuple  # ((key, value), ...) in ATTRIBUTE_KEYS order
-    position: Optional[str] = None
-    relation: Optional[str] = None
-    anchor: Optional[int] = None  # object index
+    position: str | None = None
+    relation: str | None = None
+    anchor: int | None = None  # object index
     anchor_attributes: tuple = ()
 
 
@@ -449,7 +457,13 @@ def _noun_phrase(rng, attributes, position=None, article=True):
         noun = _choose(rng, ("shape", "object", "one") if adjectives else ("shape", "object"))
     words = adjectives + [noun]
     if position is not None:
-        suffix = {"left": "on the left", "right": "on the right", "top": "at the top", "bottom": "at the bottom", "middle": "in the middle"}
+        suffix = {
+            "left": "on the left",
+            "right": "on the right",
+            "top": "at the top",
+            "bottom": "at the bottom",
+            "middle": "in the middle",
+        }
         if rng.random() < 0.5:
             words = [position] + words
         else:
@@ -585,7 +599,9 @@ def generate_split(split: str, num_rows: int, config: SyntheticConfig) -> Datase
     return Dataset.from_dict(columns, features=CANONICAL_FEATURES, info=info, split=split)
 
 
-def build_synthetic_dataset(num_train: int = 20000, num_val: int = 1000, num_test: int = 1000, seed: int = 0, **config_kwargs) -> DatasetDict:
+def build_synthetic_dataset(
+    num_train: int = 20000, num_val: int = 1000, num_test: int = 1000, seed: int = 0, **config_kwargs
+) -> DatasetDict:
     """Splits train / val / test (a split asked with 0 rows is left out) in the canonical schema.
 
     `config_kwargs` are `SyntheticConfig` fields, e.g. `relations=False, max_objects=3` for an easier
@@ -616,39 +632,3 @@ def scene_for_row(row: dict, config: SyntheticConfig) -> Scene:
     if row.get("source") != "synthetic":
         raise ValueError(f"row {row.get('sample_id')!r} has source={row.get('source')!r}, not 'synthetic'")
     return generate_scene(int(row["image_id"]), config)
-
-
-# ----------------------------------------------------------------------------------------------
-# CLI
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(description="Write the synthetic referring-segmentation data set with save_to_disk.")
-    parser.add_argument("--output_dir", required=True)
-    parser.add_argument("--num_train", type=int, default=20000)
-    parser.add_argument("--num_val", type=int, default=1000)
-    parser.add_argument("--num_test", type=int, default=1000)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--min_objects", type=int, default=SyntheticConfig.min_objects)
-    parser.add_argument("--max_objects", type=int, default=SyntheticConfig.max_objects)
-    parser.add_argument("--no_relations", action="store_true", help="no 'X left of Y' expressions")
-    parser.add_argument("--no_positions", action="store_true", help="no 'X on the left' expressions")
-    parser.add_argument("--no_sizes", action="store_true", help="no 'big'/'small' words")
-    args = parser.parse_args(argv)
-
-    start = time.perf_counter()
-    data = build_synthetic_dataset(
-        args.num_train, args.num_val, args.num_test, seed=args.seed, min_objects=args.min_objects,
-        max_objects=args.max_objects, relations=not args.no_relations, positions=not args.no_positions,
-        sizes=not args.no_sizes,
-    )
-    seconds = time.perf_counter() - start
-    rows = sum(len(d) for d in data.values())
-    data.save_to_disk(args.output_dir)
-    print(f"{rows} rows in {seconds:.1f} s ({rows / seconds:.0f} samples/s) -> {args.output_dir}")
-    for split, d in data.items():
-        print(f"  {split}: {len(d)} rows, {len(set(d['image_id']))} scenes")
-
-
-if __name__ == "__main__":
-    main()

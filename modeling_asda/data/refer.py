@@ -14,9 +14,8 @@ import json
 import os
 import pickle
 
-from .data_convert import make_record, normalize_split
-from .data_report import MISSING_ANNOTATION
-
+from .convert import make_record, normalize_split
+from .report import MISSING_ANNOTATION
 
 # Where the REFER repository and common forks put the COCO images, relative to ROOT.
 _IMAGE_ROOT_CANDIDATES = ("images/mscoco/images/train2014", "images/train2014", "train2014")

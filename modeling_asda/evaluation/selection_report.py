@@ -16,9 +16,9 @@ from collections import Counter
 
 import numpy as np
 
-from .data_synthetic import SHAPES
+from ..data.synthetic import SHAPES
+from ..processing_asda import normalize_expression
 from .metrics import iou_from_counts
-from .processing_asda import normalize_expression
 
 TYPE_RELATION = "relation"
 TYPE_POSITION = "position"
@@ -28,12 +28,36 @@ TYPE_ORDER = (TYPE_RELATION, TYPE_POSITION, TYPE_ATTRIBUTES)
 # A relation names a second object ("the star left of the red circle"); a position word places the target
 # in the image ("the circle on the left"). Relations are tested first: "left of" also contains "left".
 RELATION_PHRASES = (
-    "left of", "right of", "above", "below", "behind", "in front of", "next to", "beside", "near", "under",
-    "underneath", "on top of", "between", "close to",
+    "left of",
+    "right of",
+    "above",
+    "below",
+    "behind",
+    "in front of",
+    "next to",
+    "beside",
+    "near",
+    "under",
+    "underneath",
+    "on top of",
+    "between",
+    "close to",
 )
 POSITION_WORDS = (
-    "left", "right", "top", "bottom", "middle", "center", "centre", "leftmost", "rightmost", "upper", "lower",
-    "front", "back", "corner",
+    "left",
+    "right",
+    "top",
+    "bottom",
+    "middle",
+    "center",
+    "centre",
+    "leftmost",
+    "rightmost",
+    "upper",
+    "lower",
+    "front",
+    "back",
+    "corner",
 )
 _RELATION = re.compile(r"\b(" + "|".join(re.escape(p) for p in RELATION_PHRASES) + r")\b")
 _POSITION = re.compile(r"\b(" + "|".join(POSITION_WORDS) + r")\b")
@@ -85,8 +109,8 @@ def predict_selection(model, processor, dataset, batch_size: int = 16, use_cpu: 
     """
     from transformers import TrainingArguments
 
-    from .trainer import RISTrainer
-    from .training_data import RISTransform, collate_ris
+    from ..data.transforms import RISTransform, collate_ris
+    from ..training.trainer import RISTrainer
 
     if model.config.feature_selection != "adaptive":
         raise ValueError(
@@ -97,14 +121,25 @@ def predict_selection(model, processor, dataset, batch_size: int = 16, use_cpu: 
         raise ValueError("the evaluation split is empty")
     if use_cpu is None:
         use_cpu = next(model.parameters()).device.type == "cpu"
-    indexed = dataset.add_column("row_index", list(range(len(dataset)))).with_transform(RISTransform(processor, train=False))
+    indexed = dataset.add_column("row_index", list(range(len(dataset)))).with_transform(
+        RISTransform(processor, train=False)
+    )
     with tempfile.TemporaryDirectory() as scratch:
         args = TrainingArguments(
-            output_dir=scratch, per_device_eval_batch_size=batch_size, report_to=[], remove_unused_columns=False,
-            use_cpu=use_cpu, dataloader_num_workers=0, dataloader_pin_memory=not use_cpu, disable_tqdm=True,
+            output_dir=scratch,
+            per_device_eval_batch_size=batch_size,
+            report_to=[],
+            remove_unused_columns=False,
+            use_cpu=use_cpu,
+            dataloader_num_workers=0,
+            dataloader_pin_memory=not use_cpu,
+            disable_tqdm=True,
         )
         trainer = RISTrainer(
-            model=model, args=args, data_collator=collate_ris, processing_class=processor,
+            model=model,
+            args=args,
+            data_collator=collate_ris,
+            processing_class=processor,
             mask_threshold=model.config.mask_threshold,
         )
         output = trainer.predict(indexed)
@@ -122,8 +157,8 @@ def cramers_v(groups: list, layers: list):
     if len(group_values) < 2 or len(layer_values) < 2:
         return None
     table = np.zeros((len(group_values), len(layer_values)))
-    for g, l in zip(groups, layers):
-        table[group_values.index(g), layer_values.index(l)] += 1
+    for group, layer in zip(groups, layers):
+        table[group_values.index(group), layer_values.index(layer)] += 1
     n = table.sum()
     expected = table.sum(1, keepdims=True) * table.sum(0, keepdims=True) / n
     chi2 = ((table - expected) ** 2 / expected).sum()
@@ -136,14 +171,20 @@ def cramers_v_chance(groups: list, layers: list, rounds: int = 200, seed: int = 
         return None
     rng = np.random.default_rng(seed)
     groups = list(groups)
-    return float(np.mean([cramers_v([groups[i] for i in rng.permutation(len(groups))], layers) for _ in range(rounds)]))
+    return float(
+        np.mean([cramers_v([groups[i] for i in rng.permutation(len(groups))], layers) for _ in range(rounds)])
+    )
 
 
-def build_selection_report(sentences, category_ids, predictions, low_candidates, mid_candidates, synthetic=False) -> dict:
+def build_selection_report(
+    sentences, category_ids, predictions, low_candidates, mid_candidates, synthetic=False
+) -> dict:
     """Group the per-sample predictions ([I, U, low, mid] rows) by overall / type / length / category."""
     predictions = np.asarray(predictions)
     if len(sentences) != len(predictions) or len(category_ids) != len(predictions):
-        raise ValueError(f"{len(sentences)} sentences, {len(category_ids)} categories and {len(predictions)} predictions")
+        raise ValueError(
+            f"{len(sentences)} sentences, {len(category_ids)} categories and {len(predictions)} predictions"
+        )
     keys = {
         "overall": ["all"] * len(sentences),
         "expression type": [expression_type(s) for s in sentences],
@@ -175,7 +216,9 @@ def build_selection_report(sentences, category_ids, predictions, low_candidates,
                 "n": len(index),
                 "low": {int(layer): low_counts.get(layer, 0) for layer in low_candidates},
                 "mid": {int(layer): mid_counts.get(layer, 0) for layer in mid_candidates},
-                "mIoU": float(np.mean([iou_from_counts(int(predictions[i, 0]), int(predictions[i, 1])) for i in index])),
+                "mIoU": float(
+                    np.mean([iou_from_counts(int(predictions[i, 0]), int(predictions[i, 1])) for i in index])
+                ),
             }
         report["groupings"][grouping] = groups
         if grouping != "overall":
@@ -191,10 +234,15 @@ def build_selection_report(sentences, category_ids, predictions, low_candidates,
 def format_selection_markdown(report: dict) -> str:
     """One markdown table per grouping: share (count) of each candidate layer, and mIoU."""
     low_c, mid_c = report["low_candidates"], report["mid_candidates"]
-    header = ["group", "n"] + [f"low L{l}" for l in low_c] + [f"mid L{l}" for l in mid_c] + ["mIoU"]
+    header = ["group", "n"] + [f"low L{layer}" for layer in low_c] + [f"mid L{layer}" for layer in mid_c] + ["mIoU"]
     parts = [f"Adaptive selection over {report['num_samples']} expressions: share (count) of each candidate layer."]
     for grouping, groups in report["groupings"].items():
-        lines = [f"### {grouping}", "", "| " + " | ".join(header) + " |", "|" + "---|" * 2 + "---:|" * (len(header) - 2)]
+        lines = [
+            f"### {grouping}",
+            "",
+            "| " + " | ".join(header) + " |",
+            "|" + "---|" * 2 + "---:|" * (len(header) - 2),
+        ]
         for name, stats in groups.items():
             cells = [name, str(stats["n"])]
             for branch, candidates in (("low", low_c), ("mid", mid_c)):
@@ -206,13 +254,18 @@ def format_selection_markdown(report: dict) -> str:
         if grouping in report["cramers_v"]:
             v = report["cramers_v"][grouping]
             show = {k: "n/a" if x is None else f"{x:.3f}" for k, x in v.items()}
-            lines += ["", f"Cramér's V (group vs chosen layer): low {show['low']} (chance {show['low_chance']}), "
-                      f"mid {show['mid']} (chance {show['mid_chance']})."]
+            lines += [
+                "",
+                f"Cramér's V (group vs chosen layer): low {show['low']} (chance {show['low_chance']}), "
+                f"mid {show['mid']} (chance {show['mid_chance']}).",
+            ]
         parts.append("\n".join(lines))
-    parts.append("mIoU x100 at the original image size. Cramér's V: 0 = the chosen layer does not depend on the group, "
-                 "1 = the group determines it; n/a when only one layer (or one group) occurs. On a finite split V is above "
-                 "0 even without any dependence: \"chance\" is its mean with the groups shuffled (200 shuffles), so only "
-                 "V well above chance says that the selection follows the group.")
+    parts.append(
+        "mIoU x100 at the original image size. Cramér's V: 0 = the chosen layer does not depend on the group, "
+        "1 = the group determines it; n/a when only one layer (or one group) occurs. On a finite split V is above "
+        '0 even without any dependence: "chance" is its mean with the groups shuffled (200 shuffles), so only '
+        "V well above chance says that the selection follows the group."
+    )
     return "\n\n".join(parts) + "\n"
 
 

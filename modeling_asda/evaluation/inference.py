@@ -5,8 +5,8 @@ import os
 
 import torch
 
-from .modeling_asda import ASDAForReferringSegmentation
-from .processing_asda import ASDAProcessor
+from ..modeling_asda import ASDAForReferringSegmentation
+from ..processing_asda import ASDAProcessor
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +31,9 @@ def load_model_and_processor(name_or_path: str, revision: str | None = None, dev
     a checkpoint without one gets a processor built from its config (same image size and text length).
     """
     if not os.path.isdir(name_or_path) and os.path.exists(name_or_path):
-        raise ValueError(f"--model {name_or_path!r} is a file; pass the checkpoint folder (with config.json) or a Hub id")
+        raise ValueError(
+            f"--model {name_or_path!r} is a file; pass the checkpoint folder (with config.json) or a Hub id"
+        )
     model = ASDAForReferringSegmentation.from_pretrained(name_or_path, revision=revision)
     model.to(device if isinstance(device, torch.device) else resolve_device(device)).eval()
     config = model.config
@@ -51,14 +53,22 @@ def load_model_and_processor(name_or_path: str, revision: str | None = None, dev
     return model, processor
 
 
-def load_split(dataset_name: str, split: str, dataset_config=None, split_by=None, image_root=None,
-               max_samples: int | None = None, synthetic_num: int = 1000, synthetic_seed: int = 0):
+def load_split(
+    dataset_name: str,
+    split: str,
+    dataset_config=None,
+    split_by=None,
+    image_root=None,
+    max_samples: int | None = None,
+    synthetic_num: int = 1000,
+    synthetic_seed: int = 0,
+):
     """One split of canonical rows (as run_ris.py evaluates it), optionally its first `max_samples` rows.
 
     For "synthetic", the split is generated with `synthetic_num` rows and `synthetic_seed`, which are
     run_ris.py's --synthetic_num_eval and --synthetic_seed: the same rows its evaluation used.
     """
-    from .data_loading import load_referring_dataset
+    from ..data.loading import load_referring_dataset
 
     if dataset_name == "synthetic":
         sizes = {"train": "num_train", "val": "num_val", "test": "num_test"}

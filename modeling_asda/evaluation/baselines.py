@@ -8,15 +8,16 @@ Both are computed at the original image resolution with `modeling_asda.metrics`,
 compare directly with the model's. A model that reads the expressions must beat both by far.
 """
 
-import argparse
-from typing import Optional
-
 import numpy as np
-from datasets import Dataset, load_from_disk
+from datasets import Dataset
 
-from .data_synthetic import MAX_OBJECTS, SyntheticConfig, build_synthetic_dataset, scene_for_row, synthetic_config_from_dataset
-from .metrics import format_results_table, intersection_and_union, summarize
-
+from ..data.synthetic import (
+    MAX_OBJECTS,
+    SyntheticConfig,
+    scene_for_row,
+    synthetic_config_from_dataset,
+)
+from .metrics import intersection_and_union, summarize
 
 WHOLE_IMAGE = "baseline: whole image"
 RANDOM_OBJECT = "baseline: random object"
@@ -42,7 +43,7 @@ def whole_image_counts(dataset: Dataset):
     return intersections, unions
 
 
-def random_object_counts(dataset: Dataset, seed: int = 0, config: Optional[SyntheticConfig] = None):
+def random_object_counts(dataset: Dataset, seed: int = 0, config: SyntheticConfig | None = None):
     """Per-expression (intersections, unions) of a random object's mask, rows taken in order.
 
     The scene of each row is regenerated from its image_id; `config` defaults to the one stored in
@@ -70,36 +71,9 @@ def random_object_counts(dataset: Dataset, seed: int = 0, config: Optional[Synth
     return intersections, unions
 
 
-def language_blind_baselines(dataset: Dataset, seed: int = 0, config: Optional[SyntheticConfig] = None) -> dict:
+def language_blind_baselines(dataset: Dataset, seed: int = 0, config: SyntheticConfig | None = None) -> dict:
     """{row name: metrics} for both baselines on one split."""
     return {
         WHOLE_IMAGE: summarize(*whole_image_counts(dataset)),
         RANDOM_OBJECT: summarize(*random_object_counts(dataset, seed, config)),
     }
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(description="Language-blind baselines on synthetic splits (markdown table).")
-    parser.add_argument("--dataset_dir", help="a save_to_disk DatasetDict of synthetic data; default: generate one")
-    parser.add_argument("--splits", nargs="+", default=["val", "test"])
-    parser.add_argument("--num_test", type=int, default=1000, help="rows per split when generating")
-    parser.add_argument("--data_seed", type=int, default=0)
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random-object choice")
-    args = parser.parse_args(argv)
-
-    if args.dataset_dir:
-        data = load_from_disk(args.dataset_dir)
-    else:
-        data = build_synthetic_dataset(num_train=0, num_val=args.num_test, num_test=args.num_test, seed=args.data_seed)
-    missing = [s for s in args.splits if s not in data]
-    if missing:
-        raise SystemExit(f"splits {missing} not in the data set (it has {list(data)})")
-    table = {WHOLE_IMAGE: {}, RANDOM_OBJECT: {}}
-    for split in args.splits:
-        for name, metrics in language_blind_baselines(data[split], args.seed).items():
-            table[name][split] = metrics
-    print(format_results_table(table, args.splits, metrics=("mIoU", "oIoU", "Prec@0.5")))
-
-
-if __name__ == "__main__":
-    main()

@@ -20,10 +20,9 @@ torch is imported only when a torch tensor is passed, so this module works witho
 """
 
 import sys
-from typing import Mapping, Optional, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
-
 
 PREC_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
 METRIC_KEYS = ("mIoU", "oIoU") + tuple(f"Prec@{x}" for x in PREC_THRESHOLDS)
@@ -54,9 +53,7 @@ def to_binary_mask(mask, name: str = "mask") -> np.ndarray:
     if not (np.issubdtype(mask.dtype, np.number)):
         raise ValueError(f"{name} must hold bools or numbers, got dtype {mask.dtype}")
     is_zero = mask == 0
-    _check_binary_values(
-        bool(np.all(is_zero | (mask == 1))), bool(np.all(is_zero | (mask == 255))), name, mask.dtype
-    )
+    _check_binary_values(bool(np.all(is_zero | (mask == 1))), bool(np.all(is_zero | (mask == 255))), name, mask.dtype)
     return ~is_zero
 
 
@@ -75,7 +72,9 @@ def batch_intersection_and_union(pred, gt):
 
     pred, gt = torch.as_tensor(pred), torch.as_tensor(gt)
     if pred.shape != gt.shape:
-        raise ValueError(f"pred and gt masks must have the same shape, got pred {tuple(pred.shape)} and gt {tuple(gt.shape)}")
+        raise ValueError(
+            f"pred and gt masks must have the same shape, got pred {tuple(pred.shape)} and gt {tuple(gt.shape)}"
+        )
     if pred.dim() != 3:
         raise ValueError(f"batched masks must have shape (batch, height, width), got {tuple(pred.shape)}")
 
@@ -94,7 +93,9 @@ def iou_from_counts(intersection: int, union: int) -> float:
     return 1.0 if union == 0 else intersection / union
 
 
-def summarize(intersections: Sequence[int], unions: Sequence[int], thresholds: Sequence[float] = PREC_THRESHOLDS) -> dict:
+def summarize(
+    intersections: Sequence[int], unions: Sequence[int], thresholds: Sequence[float] = PREC_THRESHOLDS
+) -> dict:
     """mIoU, oIoU and Prec@X from per-expression counts (see the module doc for the definitions)."""
     intersections = np.asarray([int(i) for i in intersections], dtype=np.int64)
     unions = np.asarray([int(u) for u in unions], dtype=np.int64)
@@ -164,7 +165,7 @@ def merge_split_results(per_split: Mapping[str, Mapping[str, float]], prefix: st
 
 def format_results_table(
     results: Mapping[str, Mapping[str, Mapping[str, float]]],
-    splits: Optional[Sequence[str]] = None,
+    splits: Sequence[str] | None = None,
     metrics: Sequence[str] = ("mIoU",),
     percent: bool = True,
     digits: int = 2,

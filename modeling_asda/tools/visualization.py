@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 
-from .image_processing_asda import letterbox_geometry
+from ..image_processing_asda import letterbox_geometry
 
 # Magenta and lime: far from the synthetic data's six colours and from most natural-image colours.
 MASK_COLOR = (255, 0, 255)
@@ -70,7 +70,9 @@ def overlay_mask(image, mask, text: str | None = None, color=MASK_COLOR, alpha: 
     image = (image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image))).convert("RGB")
     mask = _as_bool_mask(mask)
     if mask.shape != (image.height, image.width):
-        raise ValueError(f"mask is {mask.shape[0]}x{mask.shape[1]} but the image is {image.height}x{image.width} (height x width)")
+        raise ValueError(
+            f"mask is {mask.shape[0]}x{mask.shape[1]} but the image is {image.height}x{image.width} (height x width)"
+        )
     pixels = np.asarray(image, dtype=np.float32).copy()
     tint = np.asarray(color, dtype=np.float32)
     pixels[mask] = pixels[mask] * (1 - alpha) + tint * alpha
@@ -137,7 +139,10 @@ def explain_pairs(model, processor, images, texts, gt_masks=None, threshold=None
     mid_layer, low_probs, mid_probs (lists, or None), low_candidates, mid_candidates, coarse, fine
     (heat maps in [0, 1] at the image size; fine is None without a word-level aligner).
     """
-    images = [image.convert("RGB") if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image)).convert("RGB") for image in images]
+    images = [
+        image.convert("RGB") if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image)).convert("RGB")
+        for image in images
+    ]
     texts = list(texts)
     if gt_masks is not None and len(gt_masks) != len(images):
         raise ValueError(f"got {len(images)} images but {len(gt_masks)} ground-truth masks")
@@ -165,7 +170,7 @@ def explain_pairs(model, processor, images, texts, gt_masks=None, threshold=None
             union = np.count_nonzero(pred | gt)
             iou = np.count_nonzero(pred & gt) / union if union else 1.0
 
-        def optional(value):
+        def optional(value, i=i):
             return None if value is None else value[i].float().cpu().tolist()
 
         records.append(
@@ -332,7 +337,9 @@ def plot_selection_report(report: dict, path, dpi: int = 110) -> None:
             ax.set_ylim(0, 1)
             ax.set_ylabel("share", fontsize=8)
             v = report["cramers_v"].get(grouping, {})
-            suffix = "" if v.get(branch) is None else f" (Cramér's V {v[branch]:.2f}, chance {v[branch + '_chance']:.2f})"
+            suffix = (
+                "" if v.get(branch) is None else f" (Cramér's V {v[branch]:.2f}, chance {v[branch + '_chance']:.2f})"
+            )
             ax.set_title(f"{branch} layer, {grouping}{suffix}", fontsize=9)
             ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.savefig(path, dpi=dpi)

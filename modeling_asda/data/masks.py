@@ -17,7 +17,6 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw
 
-
 try:
     from pycocotools import mask as coco_mask
 except ImportError:  # optional: the `coco` extra

@@ -100,7 +100,9 @@ def read_expressions(path) -> dict[str, list[str]]:
         with open(path, newline="", encoding="utf-8") as handle:
             reader = csv.DictReader(handle)
             if reader.fieldnames is None or not {"image", "text"} <= set(reader.fieldnames):
-                raise ValueError(f"{path}: the CSV needs a header row with the columns 'image' and 'text', got {reader.fieldnames}")
+                raise ValueError(
+                    f"{path}: the CSV needs a header row with the columns 'image' and 'text', got {reader.fieldnames}"
+                )
             for line, row in enumerate(reader, start=2):
                 mapping.setdefault(row["image"], []).extend(_clean_texts(row["text"] or "", f"{path}: line {line}"))
     else:
@@ -136,7 +138,11 @@ def plan_jobs(image: str, texts: list[str] | None = None, expressions: str | Non
         path = Path(name) if os.path.isabs(name) else root / name
         jobs.append(ImageJob(name, path, image_texts))
     listed = {job.path.resolve() for job in jobs}
-    unlisted = [p.name for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and p.resolve() not in listed]
+    unlisted = [
+        p.name
+        for p in root.iterdir()
+        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and p.resolve() not in listed
+    ]
     if unlisted:
         logger.info(f"{len(unlisted)} image(s) in {root} have no expressions in {expressions} and are not run")
     return Plan(jobs)
@@ -157,7 +163,9 @@ def _output_stems(jobs: list[ImageJob]) -> dict[int, str]:
     return out
 
 
-def predict_files(pipe, plan: Plan, output_dir, batch_size: int = 8, threshold=None, bf16: bool = False, progress: bool = False) -> dict:
+def predict_files(
+    pipe, plan: Plan, output_dir, batch_size: int = 8, threshold=None, bf16: bool = False, progress: bool = False
+) -> dict:
     """Run `pipe` (a ReferringSegmentationPipeline) over the plan; write masks, overlays and predictions.jsonl.
 
     Returns the summary: images and pairs predicted, seconds, pairs per second, and the skipped files.
@@ -200,9 +208,15 @@ def predict_files(pipe, plan: Plan, output_dir, batch_size: int = 8, threshold=N
             Image.fromarray(mask.astype("uint8") * 255, mode="L").save(output_dir / f"{name}_mask.png")
             overlay_mask(image, mask, result["text"]).save(output_dir / f"{name}_overlay.png")
             record = {
-                "image": job.name, "text": result["text"], "mask": f"{name}_mask.png", "overlay": f"{name}_overlay.png",
-                "score": round(result["score"], 6), "low_layer": result["low_layer"], "mid_layer": result["mid_layer"],
-                "height": int(mask.shape[0]), "width": int(mask.shape[1]),
+                "image": job.name,
+                "text": result["text"],
+                "mask": f"{name}_mask.png",
+                "overlay": f"{name}_overlay.png",
+                "score": round(result["score"], 6),
+                "low_layer": result["low_layer"],
+                "mid_layer": result["mid_layer"],
+                "height": int(mask.shape[0]),
+                "width": int(mask.shape[1]),
             }
             index.write(json.dumps(record) + "\n")
             images_done.add(j)

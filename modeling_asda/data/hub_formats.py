@@ -21,11 +21,10 @@ import re
 import datasets
 import pyarrow.parquet as pq
 
-from .data_convert import file_identity, make_record, normalize_split, shard_by_image
-from .data_masks import xyxy_to_xywh
-from .data_report import BAD_SEGMENTATION, MISSING_IMAGE
-from .data_schema import CANONICAL_COLUMNS, CANONICAL_FEATURES, CANONICAL_SPLITS
-
+from .convert import file_identity, make_record, normalize_split, shard_by_image
+from .masks import xyxy_to_xywh
+from .report import BAD_SEGMENTATION, MISSING_IMAGE
+from .schema import CANONICAL_COLUMNS, CANONICAL_FEATURES, CANONICAL_SPLITS
 
 LMMS_COLUMNS = frozenset({"question_id", "image", "answer", "segmentation", "bbox"})
 JXU_COLUMNS = frozenset({"ref_id", "ann_id", "image_id", "sentences", "raw_anns", "image_path", "bbox"})
