@@ -1,3 +1,4 @@
+# Copyright (c) 2026 The ASDA for Transformers authors. MIT License (see LICENSE in the project repository).
 """ASDA model configuration.
 
 Holds a CLIP text and vision config plus every hyperparameter of the ASDA heads (asda-spec.md §2-§6),

@@ -1,3 +1,4 @@
+# Copyright (c) 2026 The ASDA for Transformers authors. MIT License (see LICENSE in the project repository).
 """Image processor for ASDA: letterbox to a square, CLIP normalisation, and the inverse mapping of masks.
 
 Geometry and resampling follow the published ASDA code (`utils/transforms.py::letterbox` and

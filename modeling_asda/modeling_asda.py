@@ -1,3 +1,4 @@
+# Copyright (c) 2026 The ASDA for Transformers authors. MIT License (see LICENSE in the project repository).
 """ASDA: Adaptive Selection with Dual Alignment for referring image segmentation (ACM MM 2024).
 
 Pipeline (asda-spec.md §1-§6): CLIP ViT + CLIP text encoder -> adaptive selection of one low and one mid
@@ -14,10 +15,11 @@ from transformers import CLIPModel, CLIPTextModel, CLIPVisionModel, PreTrainedMo
 from transformers.utils import ModelOutput, logging
 
 from .configuration_asda import ASDAConfig
-from .modeling_aligner import ALIGNERS, _PositionMixin, sine_position_encoding
-from .modeling_fusion import ConcatFusion, ScaleWiseAggregator, SentenceVisualFusion
+from .modeling_aligner import ASDA_ALIGNERS
+from .modeling_fusion import ASDAConcatFusion, ASDAScaleWiseAggregator, ASDASentenceVisualFusion
+from .modeling_layers import ASDAPositionMixin, sine_position_encoding, tokens_to_grid
 from .modeling_loss import asda_mask_loss
-from .modeling_selection import AdaptiveFeatureSelection
+from .modeling_selection import ASDAAdaptiveFeatureSelection, ASDASelectionOutput
 
 logger = logging.get_logger(__name__)
 
@@ -74,7 +76,7 @@ class ASDAPreTrainedModel(PreTrainedModel):
     input_modalities = ("image", "text")
     supports_gradient_checkpointing = True
     _supports_sdpa = True
-    _no_split_modules = ["CLIPEncoderLayer", "LocalSelfAttentionLayer", "WordCrossAttentionLayer"]
+    _no_split_modules = ["CLIPEncoderLayer", "ASDALocalSelfAttentionLayer", "ASDAWordCrossAttentionLayer"]
 
     @torch.no_grad()
     def initialize_weights(self):
@@ -94,7 +96,7 @@ class ASDAPreTrainedModel(PreTrainedModel):
     def _init_weights(self, module):
         # CLIP sub-models initialise themselves (transformers dispatches to their own _init_weights).
         std = self.config.initializer_range
-        if isinstance(module, _PositionMixin):
+        if isinstance(module, ASDAPositionMixin):
             module.reset_position()
         if isinstance(module, nn.Linear):
             nn.init.trunc_normal_(module.weight, std=std)
@@ -141,15 +143,15 @@ class ASDAForReferringSegmentation(ASDAPreTrainedModel):
         del self.vision_model.post_layernorm
         self.text_projection = nn.Linear(config.text_config.hidden_size, dim, bias=False)
 
-        self.fusion = SentenceVisualFusion(vision_dim, dim)
+        self.fusion = ASDASentenceVisualFusion(vision_dim, dim)
         if config.feature_selection == "adaptive":
-            self.feature_selection = AdaptiveFeatureSelection(config)
+            self.feature_selection = ASDAAdaptiveFeatureSelection(config)
         if config.feature_selection != "none":
             if config.fusion == "sfa":
-                self.aggregator = ScaleWiseAggregator(vision_dim, dim, config.sfa_hidden_dim)
+                self.aggregator = ASDAScaleWiseAggregator(vision_dim, dim, config.sfa_hidden_dim)
             else:
-                self.aggregator = ConcatFusion(vision_dim, dim)
-        self.aligner = ALIGNERS[config.aligner](config)
+                self.aggregator = ASDAConcatFusion(vision_dim, dim)
+        self.aligner = ASDA_ALIGNERS[config.aligner](config)
         self.post_init()
 
     # ----------------------------------------------------------------------------------------- inputs
@@ -247,40 +249,50 @@ class ASDAForReferringSegmentation(ASDAPreTrainedModel):
         batch, grid = pixel_values.shape[0], self.config.image_size // self.config.vision_config.patch_size
 
         def to_map(hidden: torch.Tensor) -> torch.Tensor:
-            return hidden[:, 1:].transpose(1, 2).reshape(batch, hidden.shape[-1], grid, grid)
+            return tokens_to_grid(hidden[:, 1:], grid, grid)
 
         coarse = self.fusion(to_map(states[-1]), sentence)  # F_G
-        selection = {}
+        selection = self._select_layers(states, sentence, batch)
+        if selection is not None:
+            coarse = self.aggregator(
+                coarse, to_map(selection.mid_features), to_map(selection.low_features)
+            )  # F_coarse
+
+        head = self.aligner(coarse, words, attention_mask.bool())
+        loss = asda_mask_loss(head.logits, labels, self.config) if labels is not None else None
+
+        output = ASDAOutput(loss=loss, logits=head.logits)
+        if selection is not None:
+            output.low_layer_index = selection.low_layer_index
+            output.mid_layer_index = selection.mid_layer_index
+            output.low_selection_probs = selection.low_selection_probs
+            output.mid_selection_probs = selection.mid_selection_probs
+        if output_feature_maps:
+            output.coarse_features = coarse
+            output.fine_features = head.fine_features
+            output.response_masks = head.response_masks
+            output.coefficients = head.coefficients
+        return output if return_dict else output.to_tuple()
+
+    def _select_layers(self, states: list[torch.Tensor], sentence: torch.Tensor, batch: int):
+        """F_L and F_M (AFS, or the configured layers); None when the model uses the top layer only."""
         mode = self.config.feature_selection
         if mode == "adaptive":
-            selection = self.feature_selection(
+            return self.feature_selection(
                 torch.stack([states[i] for i in self.config.low_candidate_layers], dim=1),
                 torch.stack([states[i] for i in self.config.mid_candidate_layers], dim=1),
                 sentence,
             )
-            low, mid = selection.pop("low_features"), selection.pop("mid_features")
-        elif mode == "manual":
+        if mode == "manual":
             low_layer, mid_layer = self.config.manual_layers
-            low, mid = states[low_layer], states[mid_layer]
-            device = pixel_values.device
-            selection = {
-                "low_layer_index": torch.full((batch,), low_layer, dtype=torch.long, device=device),
-                "mid_layer_index": torch.full((batch,), mid_layer, dtype=torch.long, device=device),
-            }
-        if mode != "none":
-            coarse = self.aggregator(coarse, to_map(mid), to_map(low))  # F_coarse
-
-        head = self.aligner(coarse, words, attention_mask.bool())
-        logits = head["logits"]
-        loss = asda_mask_loss(logits, labels, self.config) if labels is not None else None
-
-        output = ASDAOutput(loss=loss, logits=logits, **selection)
-        if output_feature_maps:
-            output.coarse_features = coarse
-            output.fine_features = head.get("fine_features")
-            output.response_masks = head.get("response_masks")
-            output.coefficients = head.get("coefficients")
-        return output if return_dict else output.to_tuple()
+            device = sentence.device
+            return ASDASelectionOutput(
+                low_features=states[low_layer],
+                mid_features=states[mid_layer],
+                low_layer_index=torch.full((batch,), low_layer, dtype=torch.long, device=device),
+                mid_layer_index=torch.full((batch,), mid_layer, dtype=torch.long, device=device),
+            )
+        return None
 
     # -------------------------------------------------------------------------------- CLIP weights
     @classmethod

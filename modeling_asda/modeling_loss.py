@@ -1,3 +1,4 @@
+# Copyright (c) 2026 The ASDA for Transformers authors. MIT License (see LICENSE in the project repository).
 """Mask loss of ASDA: a linear combination of a focal term and a dice term (paper §3.4, asda-spec §6)."""
 
 import torch

@@ -1,3 +1,4 @@
+# Copyright (c) 2026 The ASDA for Transformers authors. MIT License (see LICENSE in the project repository).
 """Adaptive Feature Selection (AFS, paper §3.3 eq. 1-3).
 
 Each expression picks its own low- and mid-level ViT layer: the class token of every candidate layer
@@ -5,11 +6,24 @@ is projected to the joint space (Φ_T, shared), multiplied with the sentence fea
 selection network Φ_as turns the concatenated scores into one probability per candidate.
 """
 
+from typing import NamedTuple
+
 import torch
 from torch import nn
 
 
-class SelectionNetwork(nn.Module):
+class ASDASelectionOutput(NamedTuple):
+    """The selected low / mid hidden states (B, 1 + HW, D), their 1-based layer numbers and the selectors' softmax."""
+
+    low_features: torch.Tensor
+    mid_features: torch.Tensor
+    low_layer_index: torch.Tensor
+    mid_layer_index: torch.Tensor
+    low_selection_probs: torch.Tensor | None = None
+    mid_selection_probs: torch.Tensor | None = None
+
+
+class ASDASelectionNetwork(nn.Module):
     """Φ_as: scores (B, K, C) -> logits (B, K). The three variants of the paper's Table 5."""
 
     def __init__(self, kind: str, num_candidates: int, dim: int, hidden_dim: int):
@@ -38,7 +52,7 @@ class SelectionNetwork(nn.Module):
         return self.net(scores.flatten(1))
 
 
-class AdaptiveFeatureSelection(nn.Module):
+class ASDAAdaptiveFeatureSelection(nn.Module):
     """Selects one low- and one mid-level layer per sample.
 
     `selection` decides how the argmax is differentiated:
@@ -57,14 +71,14 @@ class AdaptiveFeatureSelection(nn.Module):
         self.low_layers = tuple(config.low_candidate_layers)
         self.mid_layers = tuple(config.mid_candidate_layers)
         self.class_token_proj = nn.Linear(vision_dim, dim)  # Φ_T, shared by both candidate sets
-        self.low_selector = SelectionNetwork(
+        self.low_selector = ASDASelectionNetwork(
             config.selector, len(config.low_candidate_layers), dim, config.selector_hidden_dim
         )
-        self.mid_selector = SelectionNetwork(
+        self.mid_selector = ASDASelectionNetwork(
             config.selector, len(config.mid_candidate_layers), dim, config.selector_hidden_dim
         )
 
-    def _select(self, selector: SelectionNetwork, candidates: torch.Tensor, sentence: torch.Tensor):
+    def _select(self, selector: ASDASelectionNetwork, candidates: torch.Tensor, sentence: torch.Tensor):
         # candidates: (B, K, 1 + HW, D) hidden states of the candidate layers; sentence: (B, C)
         scores = sentence.unsqueeze(1) * self.class_token_proj(candidates[:, :, 0])  # eq. 1: (B, K, C)
         probs = selector(scores).float().softmax(dim=-1).to(candidates.dtype)
@@ -82,11 +96,14 @@ class AdaptiveFeatureSelection(nn.Module):
     def forward(self, low_candidates: torch.Tensor, mid_candidates: torch.Tensor, sentence: torch.Tensor):
         low, low_index, low_probs = self._select(self.low_selector, low_candidates, sentence)
         mid, mid_index, mid_probs = self._select(self.mid_selector, mid_candidates, sentence)
-        return {
-            "low_features": low,
-            "mid_features": mid,
-            "low_layer_index": torch.tensor(self.low_layers, device=low_index.device)[low_index],
-            "mid_layer_index": torch.tensor(self.mid_layers, device=mid_index.device)[mid_index],
-            "low_selection_probs": low_probs,
-            "mid_selection_probs": mid_probs,
-        }
+        return ASDASelectionOutput(
+            low_features=low,
+            mid_features=mid,
+            low_layer_index=torch.tensor(self.low_layers, device=low_index.device)[low_index],
+            mid_layer_index=torch.tensor(self.mid_layers, device=mid_index.device)[mid_index],
+            low_selection_probs=low_probs,
+            mid_selection_probs=mid_probs,
+        )
+
+
+__all__ = ["ASDAAdaptiveFeatureSelection", "ASDASelectionNetwork", "ASDASelectionOutput"]

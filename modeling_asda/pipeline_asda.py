@@ -1,3 +1,4 @@
+# Copyright (c) 2026 The ASDA for Transformers authors. MIT License (see LICENSE in the project repository).
 """`pipeline("referring-image-segmentation")`: masks for (image, expression) pairs from an ASDA checkpoint.
 
     from transformers import pipeline

@@ -1,3 +1,4 @@
+# Copyright (c) 2026 The ASDA for Transformers authors. MIT License (see LICENSE in the project repository).
 """Processor for ASDA: the letterbox image processor plus CLIP's BPE tokenizer at a fixed length.
 
 Text follows OpenAI's CLIP tokenizer and the published ASDA code (`clip.tokenize(phrase, 17, truncate=True)`):

@@ -4,8 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from modeling_asda.modeling_aligner import SegmentationDecoder, upsample2x_conv3x3
-from modeling_asda.modeling_fusion import ConvNormAct
+from modeling_asda.modeling_aligner import ASDASegmentationDecoder
+from modeling_asda.modeling_layers import ASDAConvNormAct, upsample2x_conv3x3
 
 
 @pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
@@ -29,7 +29,7 @@ def test_upsample2x_conv3x3_equals_upsample_then_conv(layout):
 
 def test_decoder_forward_equals_its_module_stack():
     torch.manual_seed(0)
-    decoder = SegmentationDecoder(8, 6, 3).eval()
+    decoder = ASDASegmentationDecoder(8, 6, 3).eval()
     for module in decoder.modules():
         if isinstance(module, torch.nn.BatchNorm2d):
             module.running_mean.uniform_(-0.5, 0.5)
@@ -41,7 +41,7 @@ def test_decoder_forward_equals_its_module_stack():
 
 def _block_with_statistics(in_channels=6, out_channels=5, kernel_size=3):
     torch.manual_seed(0)
-    block = ConvNormAct(in_channels, out_channels, kernel_size)
+    block = ASDAConvNormAct(in_channels, out_channels, kernel_size)
     norm = block[1]
     norm.running_mean.uniform_(-0.5, 0.5)
     norm.running_var.uniform_(0.5, 2.0)

@@ -31,6 +31,7 @@ def test_model_folder_loads_in_fresh_offline_process_with_identical_logits(tmp_p
         "modeling_fusion.py",
         "modeling_aligner.py",
         "modeling_loss.py",
+        "modeling_layers.py",
     ):
         assert name in files, f"{name} was not copied next to the weights"
     saved_config = json.loads((folder / "config.json").read_text())

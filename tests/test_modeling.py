@@ -226,12 +226,12 @@ def test_ablation_forward_backward_shapes(name):
 
 
 def test_mean_pooling_head_is_independent_of_grid_checks_and_flatten_rejects_other_grid():
-    from modeling_asda.modeling_aligner import CoefficientHead
+    from modeling_asda.modeling_aligner import ASDACoefficientHead
 
-    head = CoefficientHead(16, 4, grid_size=4, pooling="flatten")
+    head = ASDACoefficientHead(16, 4, grid_size=4, pooling="flatten")
     with pytest.raises(ValueError, match="coefficient_pooling='mean'"):
         head(torch.randn(1, 16, 5, 5))
-    mean_head = CoefficientHead(16, 4, grid_size=4, pooling="mean")
+    mean_head = ASDACoefficientHead(16, 4, grid_size=4, pooling="mean")
     assert mean_head(torch.randn(2, 16, 5, 5)).shape == (2, 4)
 
 
