@@ -58,6 +58,10 @@ class ASDAConfig(PretrainedConfig):
         cross_attention_mlp_dim (`int`, defaults to 2048): MLP width of the word cross-attention layer.
         attention_dropout, hidden_dropout (`float`, defaults to 0.0 and 0.1).
         decoder_hidden_dim (`int`, defaults to 256): width of the segmentation decoder (published: C/2).
+        decoder_upsampling (`int`, defaults to 8):
+            How far the decoder upsamples the ViT grid (a power of 2, one 2x upsample + 3x3 conv stage per
+            factor 2): the mask logits are `grid * decoder_upsampling` pixels wide. 8 as published (208 for
+            416 / 16); `image_size / grid` gives logits at the input resolution.
         num_response_masks (`int`, defaults to 32): N_c of Table 4.
         response_activation (`str`, defaults to `"relu"`):
             Activation of the response masks M'. The published code (which produced the paper's numbers)
@@ -68,6 +72,9 @@ class ASDAConfig(PretrainedConfig):
         focal_weight, dice_weight (`float`, default 1.0): loss weights.
         focal_alpha (`float`, defaults to -1.0): focal α; negative disables α-balancing (published code).
         focal_gamma (`float`, defaults to 0.0): focal γ; with α<0 and γ=0 the focal term is plain BCE, as published.
+        lovasz_weight (`float`, defaults to 0.0):
+            Weight of a Lovász hinge term (a convex surrogate of 1 - IoU per mask, Berman et al. 2018) added to
+            the loss; it weighs the boundary errors that decide high IoU. 0 = the published loss.
         mask_threshold (`float`, defaults to 0.35): probability threshold of the published evaluation.
         initializer_range (`float`, defaults to 0.02): std of the heads' linear/conv initialisation.
         vision_position_init_scale (`float`, defaults to 0.0):
@@ -104,6 +111,7 @@ class ASDAConfig(PretrainedConfig):
         attention_dropout=0.0,
         hidden_dropout=0.1,
         decoder_hidden_dim=256,
+        decoder_upsampling=8,
         num_response_masks=32,
         response_activation="relu",
         coefficient_pooling="flatten",
@@ -111,6 +119,7 @@ class ASDAConfig(PretrainedConfig):
         dice_weight=1.0,
         focal_alpha=-1.0,
         focal_gamma=0.0,
+        lovasz_weight=0.0,
         mask_threshold=0.35,
         initializer_range=0.02,
         vision_position_init_scale=0.0,
@@ -151,6 +160,7 @@ class ASDAConfig(PretrainedConfig):
         self.attention_dropout = attention_dropout
         self.hidden_dropout = hidden_dropout
         self.decoder_hidden_dim = decoder_hidden_dim
+        self.decoder_upsampling = int(decoder_upsampling)
         self.num_response_masks = num_response_masks
         self.response_activation = response_activation
         self.coefficient_pooling = coefficient_pooling
@@ -158,6 +168,7 @@ class ASDAConfig(PretrainedConfig):
         self.dice_weight = dice_weight
         self.focal_alpha = focal_alpha
         self.focal_gamma = focal_gamma
+        self.lovasz_weight = float(lovasz_weight)
         self.mask_threshold = mask_threshold
         self.initializer_range = initializer_range
         self.vision_position_init_scale = float(vision_position_init_scale)
@@ -171,8 +182,8 @@ class ASDAConfig(PretrainedConfig):
 
     @property
     def mask_size(self) -> int:
-        """Side of the predicted mask logits: the decoder upsamples the grid 8x (208 for 416)."""
-        return self.grid_size * 8
+        """Side of the predicted mask logits: the grid times `decoder_upsampling` (208 for 416 / 16 and 8x)."""
+        return self.grid_size * self.decoder_upsampling
 
     def _validate(self):
         for name, choices in _CHOICES.items():
@@ -205,6 +216,11 @@ class ASDAConfig(PretrainedConfig):
             )
         if self.num_local_attention_layers < 0 or self.num_response_masks < 1:
             raise ValueError("ASDAConfig.num_local_attention_layers must be >= 0 and num_response_masks >= 1.")
+        upsampling = self.decoder_upsampling
+        if upsampling < 1 or upsampling & (upsampling - 1):
+            raise ValueError(f"ASDAConfig.decoder_upsampling={upsampling} must be a power of 2 (1, 2, 4, 8, 16, ...).")
+        if not self.lovasz_weight >= 0:  # also catches NaN
+            raise ValueError(f"ASDAConfig.lovasz_weight={self.lovasz_weight} must be >= 0.")
         if not self.vision_position_init_scale >= 0:  # also catches NaN
             raise ValueError(f"ASDAConfig.vision_position_init_scale={self.vision_position_init_scale} must be >= 0.")
         if self.vision_position_init_scale > 0 and self.vision_config.hidden_size % 4 != 0:

@@ -39,9 +39,10 @@ class ASDAOutput(ModelOutput):
 
     Args:
         loss (`torch.FloatTensor` of shape `()`, *optional*, returned when `labels` are given):
-            focal_weight * focal + dice_weight * dice on the logits against the labels resized to the logits.
-        logits (`torch.FloatTensor` of shape `(batch_size, 1, 8 * grid, 8 * grid)`):
-            Mask logits in the letterboxed input frame (208x208 for a 416 input). Use
+            focal_weight * focal + dice_weight * dice (+ lovasz_weight * Lovász hinge) on the logits against the labels
+            resized to the logits.
+        logits (`torch.FloatTensor` of shape `(batch_size, 1, mask_size, mask_size)`):
+            Mask logits in the letterboxed input frame, `config.mask_size` wide (208 for a 416 input). Use
             `ASDAProcessor.post_process_masks` to get masks at the original image size.
         low_layer_index, mid_layer_index (`torch.LongTensor` of shape `(batch_size,)`, *optional*):
             The 1-based ViT layer each sample used as F_L and F_M (None when `feature_selection="none"`).
@@ -51,7 +52,7 @@ class ASDAOutput(ModelOutput):
             F_coarse, before any word-level interaction (paper Fig. 4). Returned with `output_feature_maps=True`.
         fine_features (`torch.FloatTensor` of shape `(batch_size, C, grid, grid)`, *optional*):
             F_fine, after the word cross-attention (paper Fig. 4; aligners "dual" and "single").
-        response_masks (`torch.FloatTensor` of shape `(batch_size, N_c, 8 * grid, 8 * grid)`, *optional*):
+        response_masks (`torch.FloatTensor` of shape `(batch_size, N_c, mask_size, mask_size)`, *optional*):
             The activated response masks M' of the dual-branch aligner.
         coefficients (`torch.FloatTensor` of shape `(batch_size, N_c)`, *optional*):
             f_coef, the tanh coefficients that combine the response masks.

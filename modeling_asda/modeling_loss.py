@@ -26,6 +26,24 @@ def dice_loss(logits: torch.Tensor, targets: torch.Tensor, smooth: float = 1.0):
     return (1 - numerator / denominator).mean()
 
 
+def lovasz_hinge_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Lovász hinge (Berman et al., CVPR 2018) per sample, averaged over the batch.
+
+    The hinge errors 1 - logit * sign are sorted in decreasing order and weighted by the gains of the Jaccard
+    loss as pixels are added in that order; the sum is the Lovász extension of 1 - IoU, a tight convex surrogate.
+    """
+    logits, targets = logits.flatten(1), targets.flatten(1)
+    errors = 1 - logits * (2 * targets - 1)
+    errors, order = errors.sort(dim=1, descending=True)
+    sorted_targets = targets.gather(1, order)
+    positives = sorted_targets.sum(dim=1, keepdim=True)
+    intersection = positives - sorted_targets.cumsum(dim=1)
+    union = positives + (1 - sorted_targets).cumsum(dim=1)
+    jaccard = 1 - intersection / union
+    gains = torch.cat([jaccard[:, :1], jaccard[:, 1:] - jaccard[:, :-1]], dim=1)
+    return (F.relu(errors) * gains).sum(dim=1).mean()
+
+
 def prepare_labels(labels: torch.Tensor, logits: torch.Tensor, image_size: int) -> torch.Tensor:
     """Check and resize ground-truth masks to the logits' grid (nearest, as in the published code).
 
@@ -56,9 +74,14 @@ def prepare_labels(labels: torch.Tensor, logits: torch.Tensor, image_size: int) 
 
 
 def asda_mask_loss(logits: torch.Tensor, labels: torch.Tensor, config) -> torch.Tensor:
-    """focal_weight * focal + dice_weight * dice, computed in float32 for stability under autocast."""
+    """focal_weight * focal + dice_weight * dice (+ lovasz_weight * Lovász hinge), in float32 for stability
+    under autocast."""
     labels = prepare_labels(labels, logits, config.image_size).float()
     logits = logits.float()
     focal = sigmoid_focal_loss(logits, labels, config.focal_alpha, config.focal_gamma)
     dice = dice_loss(logits, labels)
-    return config.focal_weight * focal + config.dice_weight * dice
+    loss = config.focal_weight * focal + config.dice_weight * dice
+    lovasz_weight = getattr(config, "lovasz_weight", 0.0)
+    if lovasz_weight:
+        loss = loss + lovasz_weight * lovasz_hinge_loss(logits, labels)
+    return loss

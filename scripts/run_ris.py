@@ -29,6 +29,7 @@ from modeling_asda.training.experiment import (
     make_trainer,
 )
 from modeling_asda.training.launch import prepare_cpu_distributed
+from modeling_asda.training.recipes import apply_preset_defaults, explicit_keys
 
 logger = logging.getLogger(__name__)
 
@@ -37,23 +38,25 @@ DEMO_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "co
 
 
 def parse_args(argv):
+    """(model_args, data_args, training_args, the argument names the user gave)."""
     parser = HfArgumentParser((ModelArguments, DataArguments, RISTrainingArguments))
     if not argv:
         logger.warning(f"No arguments: running the built-in demo ({DEMO_CONFIG}).")
-        return parser.parse_json_file(DEMO_CONFIG)
+        with open(DEMO_CONFIG) as handle:
+            return (*parser.parse_json_file(DEMO_CONFIG), explicit_keys([], json.load(handle)))
     if argv[0].endswith(".json"):
-        if len(argv) == 1:
-            return parser.parse_json_file(os.path.abspath(argv[0]))
-        # `run_ris.py config.json --flag value ...`: the file's values, then the flags on top of them.
         with open(argv[0]) as handle:
             values = json.load(handle)
+        if len(argv) == 1:
+            return (*parser.parse_json_file(os.path.abspath(argv[0])), explicit_keys([], values))
+        # `run_ris.py config.json --flag value ...`: the file's values, then the flags on top of them.
         known = {action.dest for action in parser._actions}
         unknown = sorted(set(values) - known)
         if unknown:
             raise SystemExit(f"{argv[0]}: unknown argument(s) {unknown}; see `python scripts/run_ris.py --help`.")
         parser.set_defaults(**values)
-        return parser.parse_args_into_dataclasses(args=argv[1:])
-    return parser.parse_args_into_dataclasses(args=argv)
+        return (*parser.parse_args_into_dataclasses(args=argv[1:]), explicit_keys(argv[1:], values))
+    return (*parser.parse_args_into_dataclasses(args=argv), explicit_keys(argv))
 
 
 def main(argv=None):
@@ -62,7 +65,8 @@ def main(argv=None):
     if relaunched is not None:  # the N worker processes did the run
         raise SystemExit(relaunched)
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
-    model_args, data_args, training_args = parse_args(argv)
+    model_args, data_args, training_args, explicit = parse_args(argv)
+    apply_preset_defaults(model_args, data_args, training_args, explicit)
     log_level = training_args.get_process_log_level()
     logger.setLevel(log_level)
     datasets.utils.logging.set_verbosity(log_level)
@@ -87,9 +91,9 @@ def main(argv=None):
         trainer.save_metrics("train", train_metrics)
         trainer.save_state()
 
-    eval_metrics = {}
+    eval_metrics, by_type = {}, {}
     if training_args.do_eval:
-        eval_metrics = evaluate_splits(trainer, splits.eval)
+        eval_metrics, by_type = evaluate_splits(trainer, splits.eval, splits.raw_eval)
         trainer.log_metrics("eval", eval_metrics)
         trainer.save_metrics("eval", eval_metrics)
 
@@ -104,6 +108,7 @@ def main(argv=None):
             splits.raw_eval,
             wall_seconds=time.time() - start,
             argv=argv,
+            by_type=by_type,
         )
         print(json.dumps({"output_dir": training_args.output_dir, "seconds": round(time.time() - start, 1)}))
     # Close the process group on every rank once the main one is done: a rank that exits with the gloo group

@@ -13,9 +13,11 @@ import numpy as np
 import pytest
 import torch
 from asda_checkpoint import script_module
+from transformers.trainer_utils import SchedulerType
 
 from modeling_asda.data.transforms import AugmentationConfig, RISTransform, augment, swap_left_right
 from modeling_asda.training.arguments import parse_config_overrides
+from modeling_asda.training.recipes import TINY_FROM_SCRATCH, apply_preset_defaults
 from modeling_asda.training.trainer import milestone_steps, multistep_factor
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -170,9 +172,10 @@ def test_a_json_file_with_flags_on_top(tmp_path):
     demo = os.path.join(REPO, "configs", "demo_synthetic.json")
     with open(demo) as handle:
         values = json.load(handle)
-    model_args, data_args, training_args = run_ris.parse_args(
+    model_args, data_args, training_args, explicit = run_ris.parse_args(
         [demo, "--synthetic_num_train", "8000", "--config_overrides", "vision_position_init_scale=0", "--seed", "43"]
     )
+    assert explicit == set(values) | {"synthetic_num_train", "config_overrides", "seed"}
     assert data_args.synthetic_num_train == 8000 and training_args.seed == 43
     assert model_args.config_overrides == "vision_position_init_scale=0"
     # Everything not given as a flag comes from the file.
@@ -183,6 +186,25 @@ def test_a_json_file_with_flags_on_top(tmp_path):
     bad.write_text(json.dumps(dict(values, learning_rat=1.0)))
     with pytest.raises(SystemExit, match="learning_rat"):
         run_ris.parse_args([str(bad), "--seed", "1"])
+
+
+def test_tiny_from_scratch_takes_its_recipe_only_where_nothing_was_given():
+    run_ris = script_module("run_ris")
+    argv = ["--config_preset", "tiny", "--dataset_name", "data", "--do_train", "--num_train_epochs", "6"]
+    model_args, data_args, training_args, explicit = run_ris.parse_args([*argv, "--learning_rate=2e-3"])
+    changed = apply_preset_defaults(model_args, data_args, training_args, explicit)
+    assert training_args.learning_rate == 2e-3 and "learning_rate" not in changed  # given: kept
+    assert training_args.num_train_epochs == 6
+    assert training_args.lr_schedule == "hf" and training_args.lr_scheduler_type == SchedulerType.COSINE
+    assert training_args.weight_decay == 0.01 and training_args.per_device_train_batch_size == 16
+    assert training_args.get_warmup_steps(200) == 10 and data_args.hflip_prob == 0.5
+    assert set(changed) == set(TINY_FROM_SCRATCH) - {"learning_rate"}
+
+    # From CLIP weights (or the vit_b16 preset) the paper's recipe stays.
+    for extra in (["--clip_model_name_or_path", "openai/clip-vit-base-patch16"], ["--config_preset", "vit_b16"]):
+        model_args, data_args, training_args, explicit = run_ris.parse_args([*argv, *extra])
+        assert apply_preset_defaults(model_args, data_args, training_args, explicit) == {}
+        assert training_args.learning_rate == 5e-5 and training_args.lr_schedule == "multistep"
 
 
 def test_multistep_schedule_matches_the_paper_milestones():

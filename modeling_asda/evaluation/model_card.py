@@ -183,7 +183,12 @@ def build_card_context(model, model_args, data_args, training_args, rows, summar
         "model_summary": f"This checkpoint: {config.image_size}x{config.image_size} input, "
         f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters, trained on {display}.",
         "eval_description": f"{display}, split(s) {', '.join(splits)}" if splits else display,
-        "results_table": table or "No evaluation was run.",
+        "results_table": (table or "No evaluation was run.")
+        + (
+            f"\n\nBy expression type (read from the words; values x100):\n\n{summary['by_expression_type']}"
+            if summary.get("by_expression_type")
+            else ""
+        ),
         "has_baselines": any(row != MODEL_ROW for row in rows),
         "image_size": config.image_size,
         "mask_size": config.mask_size,

@@ -5,9 +5,12 @@ import logging
 import os
 from typing import NamedTuple
 
+import numpy as np
+
 from ..configuration_asda import ASDAConfig
 from ..data.loading import load_referring_dataset
 from ..data.transforms import AugmentationConfig, RISTransform, collate_ris
+from ..evaluation.expression_types import format_by_type_table, metrics_by_expression_type
 from ..evaluation.metrics import format_results_table
 from ..modeling_asda import ASDAForReferringSegmentation
 from ..processing_asda import ASDAProcessor
@@ -165,11 +168,18 @@ def make_trainer(model, processor, training_args, splits: Splits):
     )
 
 
-def evaluate_splits(trainer, eval_datasets) -> dict:
-    metrics = {}
+def evaluate_splits(trainer, eval_datasets, raw_eval=None) -> tuple[dict, dict]:
+    """(metrics of every split, {split: results by expression type}); the latter needs the raw rows' sentences."""
+    metrics, by_type = {}, {}
     for split, dataset in eval_datasets.items():
-        metrics.update(trainer.evaluate(eval_dataset=dataset, metric_key_prefix=f"eval_{split}"))
-    return metrics
+        # predict() is evaluate() that also returns the per-sample counts the by-type results need.
+        output = trainer.predict(dataset, metric_key_prefix=f"eval_{split}")
+        trainer.log(output.metrics)
+        metrics.update(output.metrics)
+        if raw_eval is not None and output.predictions is not None:
+            counts = np.asarray(output.predictions)[np.argsort(np.asarray(output.label_ids).reshape(-1))]
+            by_type[split] = metrics_by_expression_type(raw_eval[split]["sentence"], counts[:, 0], counts[:, 1])
+    return metrics, by_type
 
 
 def split_results(eval_metrics: dict, splits) -> dict:
@@ -185,7 +195,16 @@ def split_results(eval_metrics: dict, splits) -> dict:
 
 
 def finish_run(
-    trainer, model_args, data_args, training_args, train_metrics, eval_metrics, raw_eval, wall_seconds, argv
+    trainer,
+    model_args,
+    data_args,
+    training_args,
+    train_metrics,
+    eval_metrics,
+    raw_eval,
+    wall_seconds,
+    argv,
+    by_type=None,
 ):
     # Runs on the main process only.
     """Print the paper-style table (with baselines on synthetic data), write results.md and the model card."""
@@ -206,12 +225,24 @@ def finish_run(
         "train_samples_per_second": train_metrics.get("train_samples_per_second"),
         "command": "python scripts/run_ris.py " + " ".join(argv),
     }
+    type_table = format_by_type_table(by_type) if by_type else ""
+    if type_table:
+        summary["by_expression_type"] = type_table
     if table:
         print("\n" + table + "\n")
+    if type_table:
+        print("By expression type (values x100):\n\n" + type_table + "\n")
     print(f"Total wall time {wall_seconds / 60:.1f} min (training {summary['train_runtime'] or 0:.0f} s).")
     os.makedirs(output_dir, exist_ok=True)
     with open(os.path.join(output_dir, "results.md"), "w") as handle:
-        handle.write(f"# Results\n\n{table}\n\nValues x100. {json.dumps(summary)}\n")
+        handle.write(
+            f"# Results\n\n{table}\n\nValues x100. {json.dumps({k: v for k, v in summary.items() if k != 'by_expression_type'})}\n"
+        )
+        if type_table:
+            handle.write(f"\n## By expression type\n\n{type_table}\n")
+    if by_type:
+        with open(os.path.join(output_dir, "by_expression_type.json"), "w") as handle:
+            json.dump(by_type, handle, indent=2)
     with open(os.path.join(output_dir, "baselines.json"), "w") as handle:
         json.dump({name: value for name, value in rows.items() if name != MODEL_ROW}, handle, indent=2)
 
