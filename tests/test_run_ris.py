@@ -16,6 +16,7 @@ from asda_checkpoint import script_module
 from transformers.trainer_utils import SchedulerType
 
 from modeling_asda.data.transforms import AugmentationConfig, RISTransform, augment, swap_left_right
+from modeling_asda.evaluation.expression_types import expression_groups
 from modeling_asda.training.arguments import parse_config_overrides
 from modeling_asda.training.recipes import TINY_FROM_SCRATCH, apply_preset_defaults
 from modeling_asda.training.trainer import milestone_steps, multistep_factor
@@ -112,6 +113,8 @@ def test_run_writes_hub_ready_folder_results_and_table(trained_run):
     assert "| baseline: whole image |" in stdout and "| baseline: random object |" in stdout
     card = (out / "README.md").read_text()
     assert "trust_remote_code=True" in card and "mIoU" in card
+    for text in (stdout, card, (out / "results.md").read_text()):
+        assert "| with a shape word |" in text and "| no shape word |" in text
 
 
 def test_refer_folder_trains_and_evaluates_every_requested_split(tmp_path):
@@ -164,6 +167,16 @@ def test_reported_metrics_equal_an_independent_evaluation_at_original_size(train
     assert results["eval_test_mIoU"] == pytest.approx(float(np.mean(ious)), abs=1e-4)
     assert results["eval_test_oIoU"] == pytest.approx(inters / unions, abs=1e-4)
     assert results["eval_test_Prec@0.5"] == pytest.approx(float(np.mean(np.array(ious) > 0.5)), abs=1e-9)
+    # The results by expression type group the same per-expression IoUs by the words of each expression.
+    by_type = read_json(out / "by_expression_type.json")["test"]
+    groups = {}
+    for row, iou in zip(rows, ious):
+        for group in expression_groups(row["sentence"]):
+            groups.setdefault(group, []).append(iou)
+    assert set(by_type) == set(groups)
+    for group, values in groups.items():
+        assert by_type[group]["count"] == len(values)
+        assert by_type[group]["mIoU"] == pytest.approx(float(np.mean(values)), abs=1e-4)
 
 
 # ------------------------------------------------------------------------------------ recipe parts
