@@ -8,6 +8,7 @@ the ratio between two variants is the ratio of their training cost where these o
 """
 
 import argparse
+import functools
 
 import torch
 
@@ -15,6 +16,10 @@ from modeling_asda.benchmark.measure import count_flops
 from modeling_asda.modeling_asda import ASDAForReferringSegmentation
 from modeling_asda.training.arguments import parse_config_overrides
 from modeling_asda.training.experiment import preset_config
+
+
+def training_step(model, pixels, ids, mask, labels):
+    model(pixels, ids, mask, labels=labels).loss.backward()
 
 
 def main(argv=None):
@@ -25,7 +30,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     torch.manual_seed(0)
     base = None
-    print("| overrides | parameters (M) | mask logits | training GFLOP / sample | x preset |\n|---|---:|---:|---:|---:|")
+    print(
+        "| overrides | parameters (M) | mask logits | training GFLOP / sample | x preset |\n|---|---:|---:|---:|---:|"
+    )
     for text in args.overrides:
         config = preset_config(args.preset, parse_config_overrides(text))
         model = ASDAForReferringSegmentation(config).train()
@@ -35,7 +42,7 @@ def main(argv=None):
         ids[:, 0], ids[:, 1:6], ids[:, 6] = 49406, 320, 49407
         mask = (ids != 0).long()
         labels = (torch.rand(batch, size, size) > 0.8).float()
-        flops = count_flops(lambda: model(pixels, ids, mask, labels=labels).loss.backward()) / batch / 1e9
+        flops = count_flops(functools.partial(training_step, model, pixels, ids, mask, labels)) / batch / 1e9
         base = base or flops
         params = sum(p.numel() for p in model.parameters()) / 1e6
         side = config.mask_size

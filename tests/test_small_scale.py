@@ -9,11 +9,17 @@ from test_modeling import random_batch
 from modeling_asda import ASDAConfig, ASDAForReferringSegmentation
 from modeling_asda.data import refer_shapes
 from modeling_asda.data.loading import load_referring_dataset
+from modeling_asda.evaluation.baselines import WHOLE_IMAGE
 from modeling_asda.evaluation.expression_types import (
     WITH_SHAPE,
     WITHOUT_SHAPE,
     format_by_type_table,
     metrics_by_expression_type,
+)
+from modeling_asda.evaluation.refer_baselines import (
+    annotations_by_image,
+    refer_language_blind_baselines,
+    refer_random_object_counts,
 )
 from modeling_asda.modeling_loss import dice_loss, lovasz_hinge_loss, sigmoid_focal_loss
 
@@ -112,11 +118,11 @@ def shapes_data(tmp_path_factory):
     root = tmp_path_factory.mktemp("refer-shapes")
     counts = refer_shapes.write_refer_shapes(str(root), num_train_images=12, num_eval_images=4)
     data = load_referring_dataset(str(root), dataset_config="refcoco", cache_dir=str(root / "cache"))
-    return counts, data
+    return counts, data, root
 
 
 def test_refer_shapes_loads_through_the_refer_loader_with_every_split(shapes_data):
-    counts, data = shapes_data
+    counts, data, _ = shapes_data
     assert counts == {"train": 24, "val": 8, "testA": 8, "testB": 8}
     assert set(data) == {"train", "val", "testA", "testB"}
     for split, dataset in data.items():
@@ -126,7 +132,7 @@ def test_refer_shapes_loads_through_the_refer_loader_with_every_split(shapes_dat
 
 def test_refer_shapes_expressions_name_their_object(shapes_data):
     # The words of the target's own noun phrase (before a relation) must describe the pixels under its mask.
-    _, data = shapes_data
+    _, data, _ = shapes_data
     names = {index + 1: shape for index, shape in enumerate(refer_shapes.SHAPES)}
     colours = {name: np.array(rgb, dtype=float) for name, rgb in refer_shapes.COLORS.items()}
     checked_colour = checked_shape = 0
@@ -153,3 +159,25 @@ def test_refer_shapes_expressions_name_their_object(shapes_data):
 def test_refer_shapes_rejects_an_unknown_variant(tmp_path):
     with pytest.raises(ValueError, match="variant"):
         refer_shapes.write_refer_shapes(str(tmp_path), 1, 1, variant="other")
+
+
+def test_refer_baselines_match_counts_made_by_hand(shapes_data):
+    _, data, root = shapes_data
+    instances = root / "refcoco" / "instances.json"
+    split = data["val"]
+    by_image = annotations_by_image(str(instances))
+    # Whole image: IoU = the target's share of the picture.
+    shares = [(np.asarray(row["mask"]) > 0).mean() for row in split]
+    whole = refer_language_blind_baselines(split, str(instances))[WHOLE_IMAGE]
+    assert whole["mIoU"] == pytest.approx(float(np.mean(shares)), rel=1e-9)
+    # Random object: objects never overlap, so each draw scores 1 (the target) or 0, and over many seeds the
+    # mean is the mean of 1 / (annotated objects in the picture).
+    expected = np.mean([1 / len(by_image[row["image_id"]]) for row in split])
+    scores = []
+    for seed in range(40):
+        intersections, unions = refer_random_object_counts(split, by_image, seed)
+        ious = np.asarray(intersections) / np.asarray(unions)
+        assert set(np.unique(ious)) <= {0.0, 1.0}
+        scores.append(ious.mean())
+    assert np.mean(scores) == pytest.approx(expected, abs=0.1)
+    assert all(len(by_image[row["image_id"]]) >= 2 for row in split)  # every object is annotated, not only targets

@@ -236,15 +236,13 @@ def write_refer_shapes(root, num_train_images=1000, num_eval_images=150, variant
             name = f"COCO_train2014_{image_id:012d}.jpg"
             canvas.save(os.path.join(image_dir, name), quality=92)
             images.append({"id": image_id, "file_name": name, "width": canvas.size[0], "height": canvas.size[1]})
-            order = rng.permutation(len(described))[:refs_per_image]
-            for slot, pick in enumerate(order):
-                shape, candidates = described[pick]
-                ann_id = image_id * 10 + slot
+            # Every object gets an annotation, referred or not (as in COCO): the random-object baseline draws from them.
+            for index, shape in enumerate(shapes):
                 xs, ys = shape.polygon[0::2], shape.polygon[1::2]
                 bbox = [min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)]
                 annotations.append(
                     {
-                        "id": ann_id,
+                        "id": image_id * 10 + index,
                         "image_id": image_id,
                         "category_id": category[shape.shape],
                         "segmentation": [shape.polygon],
@@ -253,16 +251,21 @@ def write_refer_shapes(root, num_train_images=1000, num_eval_images=150, variant
                         "iscrowd": 0,
                     }
                 )
+            order = rng.permutation(len(described))[:refs_per_image]
+            for slot, pick in enumerate(order):
+                shape, candidates = described[pick]
+                ref_id = image_id * 10 + slot
+                ann_id = image_id * 10 + next(index for index, other in enumerate(shapes) if other is shape)
                 picked = rng.permutation(len(candidates))[: int(rng.integers(1, 3))]
                 sentences = [
                     {"tokens": candidates[i][1].split(), "raw": candidates[i][1], "sent": candidates[i][1]}
                     for i in picked
                 ]
                 for k, sentence in enumerate(sentences):
-                    sentence["sent_id"] = ann_id * 10 + k
+                    sentence["sent_id"] = ref_id * 10 + k
                 refs.append(
                     {
-                        "ref_id": ann_id,
+                        "ref_id": ref_id,
                         "ann_id": ann_id,
                         "image_id": image_id,
                         "category_id": category[shape.shape],

@@ -63,7 +63,8 @@ class DataArguments:
     color_jitter: float = field(default=0.0, metadata={"help": "Brightness/contrast/saturation jitter strength."})
     random_affine: bool = field(default=False, metadata={"help": "±5° rotation, ±10% shift, 0.9-1.1 scale."})
     baselines: bool = field(
-        default=True, metadata={"help": "Also evaluate the language-blind baselines on synthetic eval splits."}
+        default=True,
+        metadata={"help": "Also evaluate the language-blind baselines (synthetic data and REFER-layout folders)."},
     )
 
     @property

@@ -9,6 +9,7 @@ import numpy as np
 
 from ..configuration_asda import ASDAConfig
 from ..data.loading import load_referring_dataset
+from ..data.refer import find_refer_files, is_refer_folder
 from ..data.transforms import AugmentationConfig, RISTransform, collate_ris
 from ..evaluation.expression_types import format_by_type_table, metrics_by_expression_type
 from ..evaluation.metrics import format_results_table
@@ -217,6 +218,13 @@ def finish_run(
 
             for split, dataset in raw_eval.items():
                 for name, metrics in language_blind_baselines(dataset, seed=training_args.seed).items():
+                    rows.setdefault(name, {})[split] = metrics
+        elif data_args.baselines and os.path.isdir(data_args.dataset_name) and is_refer_folder(data_args.dataset_name):
+            from ..evaluation.refer_baselines import refer_language_blind_baselines
+
+            _, instances = find_refer_files(data_args.dataset_name, data_args.dataset_config, data_args.split_by)
+            for split, dataset in raw_eval.items():
+                for name, metrics in refer_language_blind_baselines(dataset, instances, training_args.seed).items():
                     rows.setdefault(name, {})[split] = metrics
     table = format_results_table(rows, metrics=TABLE_METRICS) if rows else ""
     summary = {
