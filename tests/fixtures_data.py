@@ -430,10 +430,16 @@ def write_jxu(folder, image_root_layout="coco"):
 
 
 def prepared_dataset_dict(image_bytes):
-    """The canonical rows of OBJECTS built directly from the expected values (not by the loaders)."""
+    """The canonical rows of OBJECTS built directly from the expected values (not by the loaders).
+
+    Written without the generalized columns (no_target, num_targets), as data sets prepared before they
+    existed are: loading must add them (no target: False, one target).
+    """
     import datasets
 
-    from modeling_asda.data.schema import CANONICAL_FEATURES
+    from modeling_asda.data.schema import CANONICAL_FEATURES, CORE_COLUMNS
+
+    features = datasets.Features({name: CANONICAL_FEATURES[name] for name in CORE_COLUMNS})
 
     by_split = {}
     for sample_id, row in expected_rows().items():
@@ -452,7 +458,7 @@ def prepared_dataset_dict(image_bytes):
         )
         by_split.setdefault(row["split"], []).append(values)
     return datasets.DatasetDict(
-        {split: datasets.Dataset.from_list(rows, features=CANONICAL_FEATURES) for split, rows in by_split.items()}
+        {split: datasets.Dataset.from_list(rows, features=features) for split, rows in by_split.items()}
     )
 
 
@@ -489,6 +495,7 @@ def assert_rows_match(dataset_dict, expected, source=None):
             found.add(sample_id)
             want = expected[sample_id]
             assert row["split"] == split
+            assert (row["no_target"], row["num_targets"]) == (False, 1), sample_id
             for field in _ID_FIELDS:
                 assert row[field] == want[field], (sample_id, field, row[field], want[field])
             assert row["mask"].mode == "L", sample_id

@@ -51,6 +51,8 @@ def hand_dataset():
             width=w,
             height=h,
             source="synthetic",
+            no_target=False,
+            num_targets=1,
         )
         for name, value in values.items():
             rows[name].append(value)

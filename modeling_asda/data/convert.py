@@ -41,7 +41,7 @@ from .schema import CANONICAL_FEATURES, CANONICAL_SPLITS
 logger = logging.getLogger(__name__)
 
 # Bump when the rows produced for the same input change, so that old caches are not reused.
-CONVERTER_VERSION = "1"
+CONVERTER_VERSION = "2"
 
 _SPLIT_ALIASES = {
     "train": "train",
@@ -87,6 +87,8 @@ def make_record(
     height=None,
     image_key=None,
     problem=None,
+    more_segmentations=(),
+    no_target=False,
 ):
     """One ref as the readers hand it over.
 
@@ -95,7 +97,9 @@ def make_record(
     cached (None: check for every record). width/height: the size the annotation declares (None: take
     the image's). segmentation: COCO polygons/RLE, decoded here. bbox: COCO xywh or None (then the
     mask's tight box). problem: (reason, detail) found while reading metadata; the ref's rows are
-    then dropped and reported.
+    then dropped and reported. more_segmentations: the other targets of a multi-target ref (gRefCOCO);
+    the mask is the union of all. no_target: the expression names nothing (segmentation None); its mask
+    is empty and its box all zeros.
     """
     return {
         "split": split,
@@ -113,6 +117,8 @@ def make_record(
         "height": height,
         "source": source,
         "problem": problem,
+        "more_segmentations": list(more_segmentations),
+        "no_target": bool(no_target),
     }
 
 
@@ -168,9 +174,13 @@ def iter_rows(records, report, verify_images=True):
                         IMAGE_SIZE_MISMATCH,
                         f"annotation says {declared[0]}x{declared[1]}, image is {size[0]}x{size[1]}",
                     )
-        if problem is None:
+        no_target = rec.get("no_target", False)
+        parts = [] if no_target else [rec["segmentation"], *rec.get("more_segmentations", ())]
+        if problem is None and no_target:
+            png, bbox = mask_to_png(np.zeros((size[1], size[0]), dtype=np.uint8)), [0.0, 0.0, 0.0, 0.0]
+        elif problem is None:
             try:
-                mask = decode_segmentation(rec["segmentation"], size[1], size[0])
+                mask = np.logical_or.reduce([decode_segmentation(part, size[1], size[0]) for part in parts])
             except SegmentationError as err:
                 problem = (BAD_SEGMENTATION, str(err))
             else:
@@ -178,7 +188,8 @@ def iter_rows(records, report, verify_images=True):
                     problem = (EMPTY_MASK, "the mask has no foreground pixel")
                 else:
                     png = mask_to_png(mask)
-                    bbox = _valid_box(rec["bbox"]) or mask_to_xywh(mask)
+                    # A given box describes one object; the union's box is the mask's.
+                    bbox = (_valid_box(rec["bbox"]) if len(parts) == 1 else None) or mask_to_xywh(mask)
         for sample_id, (sent_id, text) in zip(sample_ids, rec["sentences"]):
             reason = problem
             text = text.strip() if isinstance(text, str) else ""
@@ -213,6 +224,8 @@ def iter_rows(records, report, verify_images=True):
                 "width": size[0],
                 "height": size[1],
                 "source": rec["source"],
+                "no_target": no_target,
+                "num_targets": len(parts),
             }
 
 

@@ -11,7 +11,8 @@
   JSON string in `raw_anns`, the image size in `raw_image_info`. Its split "test" is testA when a
   testB split exists (refcoco/refcoco+), else test (refcocog).
 - prepared: canonical rows (data_schema) saved with `save_to_disk` or as parquet (one or more files
-  per split); loaded as they are.
+  per split); loaded as they are (files written before the `no_target` / `num_targets` columns existed
+  get no_target False and one target per row).
 """
 
 import json
@@ -24,7 +25,7 @@ import pyarrow.parquet as pq
 from .convert import file_identity, make_record, normalize_split, shard_by_image
 from .masks import xyxy_to_xywh
 from .report import BAD_SEGMENTATION, MISSING_IMAGE
-from .schema import CANONICAL_COLUMNS, CANONICAL_FEATURES, CANONICAL_SPLITS
+from .schema import CANONICAL_COLUMNS, CANONICAL_FEATURES, CANONICAL_SPLITS, CORE_COLUMNS, GENERALIZED_DEFAULTS
 
 LMMS_COLUMNS = frozenset({"question_id", "image", "answer", "segmentation", "bbox"})
 JXU_COLUMNS = frozenset({"ref_id", "ann_id", "image_id", "sentences", "raw_anns", "image_path", "bbox"})
@@ -35,7 +36,7 @@ _COCO_IMAGE_ID = re.compile(r"COCO_[a-z]+\d{4}_(\d{12})")
 def parquet_format(columns):
     """'prepared', 'lmms-lab', 'jxu124' or None, from a parquet file's column names."""
     columns = set(columns)
-    if set(CANONICAL_COLUMNS) <= columns:
+    if set(CORE_COLUMNS) <= columns:  # prepared before the generalized columns existed, or after
         return "prepared"
     if LMMS_COLUMNS <= columns:
         return "lmms-lab"
@@ -261,6 +262,9 @@ def load_prepared(folder, parquet_files_split, splits, cache_dir=None):
     result = {}
     for name, split in sorted(names.items(), key=lambda item: CANONICAL_SPLITS.index(item[1])):
         dataset = loaded[name]
+        for column, value in GENERALIZED_DEFAULTS.items():
+            if column not in dataset.column_names:  # prepared by an older version: RefCOCO-style rows
+                dataset = dataset.add_column(column, [value] * len(dataset))
         if set(dataset.column_names) != set(CANONICAL_COLUMNS):
             raise ValueError(
                 f"Split {name} of {folder} does not have the canonical columns: missing "

@@ -6,6 +6,7 @@ It finds out what it was given from the files and columns, not from the name:
 - a local folder or file, or a Hub data set id (downloaded with `huggingface_hub.snapshot_download`
   and then read like a local folder) holding one of
   - the REFER layout: refs(<split_by>).p + instances.json in ROOT/<dataset_config>/ (data_refer);
+  - the gRefCOCO layout: grefs(<split_by>).json or .p + instances.json in ROOT/grefcoco/ (data_grefcoco);
   - lmms-lab or jxu124 parquet files, or the prepared form (data_hub_formats).
 
 Every format becomes a `DatasetDict` of canonical rows (data_schema), split names normalised to
@@ -19,6 +20,7 @@ import re
 from collections import namedtuple
 
 from .convert import build_dataset_dict, file_identity, normalize_split, records_of, shard_by_image
+from .grefcoco import find_grefcoco_files, grefcoco_records, is_grefcoco_folder
 from .hub_formats import (
     is_saved_dataset,
     jxu_split_shards,
@@ -34,7 +36,7 @@ from .report import ProblemReport
 
 logger = logging.getLogger(__name__)
 
-FORMATS = ("refer", "lmms-lab", "jxu124", "prepared")
+FORMATS = ("refer", "grefcoco", "lmms-lab", "jxu124", "prepared")
 
 DetectedFormat = namedtuple("DetectedFormat", ["kind", "path", "parquet_files"])
 
@@ -54,6 +56,8 @@ def detect_format(path, dataset_config=None):
             return _detect_parquet(path, [path])
         if re.fullmatch(r"refs\(.+\)\.p", os.path.basename(path)):
             return DetectedFormat("refer", os.path.dirname(os.path.abspath(path)), None)
+        if re.fullmatch(r"grefs\(.+\)\.(json|p)", os.path.basename(path)):
+            return DetectedFormat("grefcoco", os.path.dirname(os.path.abspath(path)), None)
         raise ValueError(f"Unrecognised data file {path}: expected a .parquet file or a REFER refs(<split_by>).p.")
     if dataset_config and os.path.isdir(os.path.join(path, dataset_config)):
         path = os.path.join(path, dataset_config)
@@ -61,6 +65,9 @@ def detect_format(path, dataset_config=None):
         return DetectedFormat("prepared", path, None)
     if is_refer_folder(path):
         return DetectedFormat("refer", path, None)
+    for folder in (path, os.path.join(path, "grefcoco")):  # ROOT/grefcoco without dataset_config too
+        if is_grefcoco_folder(folder):
+            return DetectedFormat("grefcoco", folder, None)
     files = sorted(glob.glob(os.path.join(glob.escape(path), "**", "*.parquet"), recursive=True))
     if files:
         return _detect_parquet(path, files)
@@ -68,7 +75,8 @@ def detect_format(path, dataset_config=None):
     shown = ", ".join(listing[:10]) + (" ..." if len(listing) > 10 else "") if listing else "nothing"
     raise ValueError(
         f"Could not recognise a referring-segmentation data set in {path} (it holds: {shown}). Expected "
-        "the REFER layout (refs(<split_by>).p + instances.json), lmms-lab or jxu124 RefCOCO parquet files, "
+        "the REFER layout (refs(<split_by>).p + instances.json), the gRefCOCO layout (grefcoco/grefs(<split_by>)"
+        ".json + instances.json), lmms-lab or jxu124 RefCOCO parquet files, "
         "or a prepared data set (save_to_disk folder or parquet with the canonical columns)."
     )
 
@@ -146,7 +154,8 @@ def load_referring_dataset(
 
     Args:
         name_or_path: "synthetic", a local folder/file, or a Hub data set id.
-        dataset_config: refcoco / refcoco+ / refcocog: the sub-folder of a REFER ROOT (or of a Hub repo).
+        dataset_config: refcoco / refcoco+ / refcocog / grefcoco: the sub-folder of a REFER or gRefCOCO ROOT
+            (or of a Hub repo).
         split_by: unc / umd / google, picks refs(<split_by>).p; needed when there are several.
         image_root: folder of the COCO train2014 images (REFER and jxu124; lmms-lab and prepared
             data carry their images).
@@ -197,6 +206,17 @@ def load_referring_dataset(
             )
         shards = {split: shard_by_image(records, num_shards) for split, records in by_split.items()}
         identity = ["refer", file_identity(refs_path), file_identity(instances_path), os.path.abspath(image_root)]
+        dataset, report = build_dataset_dict(shards, records_of, identity + [sentence_field], **convert)
+    elif detected.kind == "grefcoco":
+        refs_path, instances_path = find_grefcoco_files(detected.path, split_by)
+        image_root = find_image_root(os.path.dirname(os.path.dirname(refs_path)), image_root)
+        by_split = grefcoco_records(refs_path, instances_path, image_root, wanted, sentence_field)
+        if wanted is not None and wanted - set(by_split):
+            raise ValueError(
+                f"Split(s) {sorted(wanted - set(by_split))} not in {refs_path}; it has {sorted(by_split)}."
+            )
+        shards = {split: shard_by_image(records, num_shards) for split, records in by_split.items()}
+        identity = ["grefcoco", file_identity(refs_path), file_identity(instances_path), os.path.abspath(image_root)]
         dataset, report = build_dataset_dict(shards, records_of, identity + [sentence_field], **convert)
     elif detected.kind == "jxu124":
         files = parquet_files_by_split(detected.parquet_files)

@@ -16,6 +16,7 @@ BAD_SEGMENTATION = "bad_segmentation"  # the segmentation cannot be decoded into
 EMPTY_MASK = "empty_mask"  # the decoded mask has no foreground pixel
 EMPTY_SENTENCE = "empty_sentence"  # the expression is empty or whitespace
 DUPLICATE_SAMPLE = "duplicate_sample_id"  # a second row with an already used sample_id
+BAD_TARGET = "bad_target"  # a gRefCOCO ref whose target list contradicts itself (no_target with annotations)
 
 REASONS = (
     MISSING_IMAGE,
@@ -26,6 +27,7 @@ REASONS = (
     EMPTY_MASK,
     EMPTY_SENTENCE,
     DUPLICATE_SAMPLE,
+    BAD_TARGET,
 )
 
 _FIELDS = ("reason", "split", "sample_id", "ref_id", "ann_id", "image_id", "detail")

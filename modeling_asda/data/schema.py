@@ -25,8 +25,16 @@ CANONICAL_FEATURES = Features(
         "bbox": Sequence(Value("float32"), length=4),  # COCO xywh, pixels of the original image
         "width": Value("int32"),
         "height": Value("int32"),
-        "source": Value("string"),  # refer | lmms-lab | jxu124 | prepared | synthetic
+        "source": Value("string"),  # refer | grefcoco | lmms-lab | jxu124 | prepared | synthetic
+        # Generalized referring segmentation (gRefCOCO): an expression may name nothing (empty mask) or several
+        # objects (the mask is their union). RefCOCO-style rows have no_target False and one target.
+        "no_target": Value("bool"),
+        "num_targets": Value("int32"),
     }
 )
 
 CANONICAL_COLUMNS = tuple(CANONICAL_FEATURES)
+
+# Data sets prepared before the generalized columns existed lack them; they are filled with these values.
+GENERALIZED_DEFAULTS = {"no_target": False, "num_targets": 1}
+CORE_COLUMNS = tuple(name for name in CANONICAL_COLUMNS if name not in GENERALIZED_DEFAULTS)

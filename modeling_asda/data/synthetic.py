@@ -54,6 +54,9 @@ SCENES_PER_SPLIT = 10**8  # image_id = split code * SCENES_PER_SPLIT + scene ind
 MAX_OBJECTS = 8  # ann_id = image_id * MAX_OBJECTS + object index
 MAX_SENTENCES = 4  # sent_id = ref_id * MAX_SENTENCES + sentence index
 CONFIG_MARKER = "asda-synthetic-config: "
+# `--dataset_config generalized`: about gRefCOCO's proportions of no-target and multi-target expressions.
+GENERALIZED = {"no_target_share": 0.18, "multi_target_share": 0.2}
+GENERALIZED_REF_BASE = 10**12  # ref ids of generalized refs: base + image_id * 16 + k (single refs are ann ids)
 
 # Weights of the expression kinds when several can describe a target; descriptions with more
 # attribute words than needed are kept rare so that each word usually matters.
@@ -85,6 +88,9 @@ class SyntheticConfig:
     max_refs_per_scene: int = 3
     max_sentences_per_ref: int = 2
     noise: int = 4  # amplitude of the grey grain
+    # Generalized expressions (data.synthetic_generalized): shares of the rows that name nothing / several objects.
+    no_target_share: float = 0.0
+    multi_target_share: float = 0.0
 
     def __post_init__(self):
         # Lists come back from JSON; the dataclass is frozen, hence object.__setattr__.
@@ -115,6 +121,12 @@ class SyntheticConfig:
             ),
             ("min_visible", 0 < self.min_visible <= 1, "must be in (0, 1]"),
             ("noise", 0 <= self.noise <= 64, "must be in [0, 64]"),
+            ("no_target_share", 0 <= self.no_target_share < 1, "must be in [0, 1)"),
+            (
+                "multi_target_share",
+                0 <= self.multi_target_share and self.no_target_share + self.multi_target_share < 1,
+                "must be >= 0, with no_target_share + multi_target_share < 1",
+            ),
         ]
         for name, ok, rule in checks:
             if not ok:
@@ -544,8 +556,8 @@ def _bbox_xywh(mask):
     return [float(xs.min()), float(ys.min()), float(xs.max() - xs.min() + 1), float(ys.max() - ys.min() + 1)]
 
 
-def scene_rows(scene: Scene, split: str):
-    """The canonical rows (one per sentence) of a scene."""
+def scene_rows(scene: Scene, split: str, config: SyntheticConfig | None = None):
+    """The canonical rows (one per sentence) of a scene; with a generalized `config`, its extra refs too."""
     # Level 1: the noisy background makes higher levels slow for little gain.
     image = {"bytes": _png(scene.image, compress_level=1), "path": None}
     rows = []
@@ -572,8 +584,50 @@ def scene_rows(scene: Scene, split: str):
                     "width": scene.width,
                     "height": scene.height,
                     "source": "synthetic",
+                    "no_target": False,
+                    "num_targets": 1,
                 }
             )
+    if config is not None and (config.no_target_share > 0 or config.multi_target_share > 0):
+        rows += _generalized_rows(scene, split, config, len(rows), image)
+    return rows
+
+
+def _generalized_rows(scene, split, config, num_single_rows, image):
+    from .synthetic_generalized import generalized_refs
+
+    colors, shapes = list(COLORS)[: config.num_colors], list(SHAPES)[: config.num_shapes]
+    sizes = SIZES if config.sizes else ()
+    rows = []
+    for k, (kind, sentence, indices) in enumerate(
+        generalized_refs(scene, num_single_rows, config, colors, shapes, sizes)
+    ):
+        ref_id = GENERALIZED_REF_BASE + scene.image_id * 16 + k
+        mask = np.zeros((scene.height, scene.width), dtype=bool)
+        for index in indices:
+            mask |= scene.objects[index].mask
+        first = scene.objects[indices[0]] if indices else None
+        sent_id = ref_id * MAX_SENTENCES
+        rows.append(
+            {
+                "sample_id": f"{ref_id}_{sent_id}",
+                "image_id": scene.image_id,
+                "ref_id": ref_id,
+                "ann_id": scene.image_id * MAX_OBJECTS + first.index if first else -1,
+                "sent_id": sent_id,
+                "category_id": SHAPES.index(first.shape) + 1 if first else -1,
+                "split": split,
+                "sentence": sentence,
+                "image": image,
+                "mask": {"bytes": _png(mask.astype(np.uint8) * 255, compress_level=6), "path": None},
+                "bbox": _bbox_xywh(mask) if indices else [0.0, 0.0, 0.0, 0.0],
+                "width": scene.width,
+                "height": scene.height,
+                "source": "synthetic",
+                "no_target": kind == "none",
+                "num_targets": len(indices),
+            }
+        )
     return rows
 
 
@@ -586,7 +640,7 @@ def generate_split(split: str, num_rows: int, config: SyntheticConfig) -> Datase
     scene_index, count = 0, 0
     while count < num_rows:
         image_id = SPLIT_CODES[split] * SCENES_PER_SPLIT + scene_index
-        for row in scene_rows(generate_scene(image_id, config), split)[: num_rows - count]:
+        for row in scene_rows(generate_scene(image_id, config), split, config)[: num_rows - count]:
             for name, value in row.items():
                 columns[name].append(value)
             count += 1
