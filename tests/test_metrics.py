@@ -197,6 +197,9 @@ print(json.dumps(out))
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout.strip().splitlines()[-1])
-    assert_metrics(out["all"], EXPECTED)
-    assert_metrics(out["incremental"], EXPECTED)
+    for result in (out["all"], out["incremental"]):
+        assert_metrics({key: result[key] for key in METRIC_KEYS}, EXPECTED)
+        # C is a no-target sample predicted absent, E one predicted present, D a targeted one predicted absent.
+        assert result["gIoU"] == pytest.approx(EXPECTED["mIoU"]) and result["cIoU"] == pytest.approx(7 / 13)
+        assert (result["N_acc"], result["T_acc"]) == pytest.approx((1 / 2, 2 / 3))
     assert "expression 0" in out["error"] and "(1, 2)" in out["error"] and "(2, 1)" in out["error"]

@@ -10,10 +10,13 @@ import evaluate
 import numpy as np
 
 from modeling_asda.evaluation.metrics import (
+    GENERALIZED_KEYS,  # From: asda-transformers
     METRIC_KEYS,  # From: asda-transformers
     PREC_THRESHOLDS,  # From: asda-transformers
+    generalized_summary,  # From: asda-transformers
     intersection_and_union,  # From: asda-transformers
     summarize,  # From: asda-transformers
+    to_binary_mask,  # From: asda-transformers
 )
 
 _DESCRIPTION = """
@@ -23,6 +26,13 @@ mIoU is the mean IoU over expressions (what ASDA and most referring-segmentation
 oIoU is sum(I)/sum(U) (1 when every mask is empty), and Prec@X is the share of expressions with
 IoU strictly greater than X, for X in 0.5, 0.6, 0.7, 0.8, 0.9. Unlike `mean_iou`, which accumulates
 per class over a whole data set, every expression counts once here.
+
+Generalized referring segmentation (gRefCOCO, as ReLA defines it): an empty reference is an expression
+with no target, an empty prediction says "no target". gIoU (mean IoU, a correct "no target" scoring 1)
+and cIoU (sum I / sum U, a wrong mask on a no-target expression adding its area to sum U) equal mIoU and
+oIoU; N_acc is the share of no-target expressions predicted empty, T_acc the share of targeted ones
+predicted non-empty, Pr@0.7/0.8/0.9 the share of targeted expressions with IoU >= X. N_acc is left out
+when no reference is empty, T_acc and Pr@X when every reference is.
 """
 
 _KWARGS_DESCRIPTION = """
@@ -31,7 +41,8 @@ Args:
     references: list of 2-D binary ground-truth masks, each the same size as its prediction.
         Masks may differ in size from one expression to the next.
 Returns:
-    dict of floats in [0, 1]: "mIoU", "oIoU", "Prec@0.5", "Prec@0.6", "Prec@0.7", "Prec@0.8", "Prec@0.9".
+    dict of floats in [0, 1]: "mIoU", "oIoU", "Prec@0.5", "Prec@0.6", "Prec@0.7", "Prec@0.8", "Prec@0.9",
+    and "gIoU", "cIoU", "N_acc", "T_acc", "Pr@0.7", "Pr@0.8", "Pr@0.9" (see above for when some are left out).
 Examples:
     >>> metric = evaluate.load("metrics/ris_metrics")
     >>> metric.compute(predictions=[[[1, 1], [0, 0]]], references=[[[1, 0], [0, 0]]])["mIoU"]
@@ -62,16 +73,20 @@ class RisMetrics(evaluate.Metric):
         )
 
     def _compute(self, predictions, references):
-        intersections, unions = [], []
+        intersections, unions, gt_areas, pred_areas = [], [], [], []
         for k, (pred, ref) in enumerate(zip(predictions, references)):
             try:
-                i, u = intersection_and_union(_as_array(pred, "prediction"), _as_array(ref, "reference"))
+                pred, ref = _as_array(pred, "prediction"), _as_array(ref, "reference")
+                i, u = intersection_and_union(pred, ref)
+                gt_areas.append(int(to_binary_mask(ref, "reference").sum()))
+                pred_areas.append(int(to_binary_mask(pred, "prediction").sum()))
             except ValueError as error:
                 raise ValueError(f"expression {k}: {error}") from None
             intersections.append(i)
             unions.append(u)
         result = summarize(intersections, unions, PREC_THRESHOLDS)
-        return {key: result[key] for key in METRIC_KEYS}
+        result.update(generalized_summary(intersections, unions, gt_areas, pred_areas))
+        return {key: result[key] for key in METRIC_KEYS + GENERALIZED_KEYS if key in result}
 
 
 def _as_array(rows, name):

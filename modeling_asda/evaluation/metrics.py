@@ -12,6 +12,21 @@ Definitions (ASDA spec section 9, as in the referring-segmentation literature):
 - Prec@X: the share of expressions whose IoU is strictly greater than X, for X in 0.5 ... 0.9
   (an IoU of exactly 0.5 does not count for Prec@0.5).
 
+Generalized referring segmentation (gRefCOCO; ReLA's definitions), where an expression may name nothing:
+
+- a no-target sample (empty ground truth) predicted absent (empty prediction) scores IoU 1 and adds
+  nothing to sum I / sum U; predicted present it scores 0 and adds its predicted area to sum U;
+- a targeted sample predicted absent has I = 0 (IoU 0, its ground truth area added to sum U);
+- gIoU: mean per-sample IoU over all samples; cIoU: sum I / sum U. With the empty-prediction convention
+  above these equal mIoU and oIoU; the names are the ones gRefCOCO papers use;
+- N-acc = TP / (TP + FN) over no-target samples (predicted absent = TP); T-acc = TN / (TN + FP) over
+  targeted samples (predicted present = TN); Pr@X = share of TARGETED samples with IoU >= X, X in 0.7,
+  0.8, 0.9 (ReLA counts >=, unlike Prec@X above). A metric over an empty group (N-acc without no-target
+  samples, T-acc and Pr@X without targeted ones) is left out, not reported as a made-up number.
+
+"Predicted absent" is an empty final mask: post-processing empties the mask of an expression the model
+scores as having no target, so masks alone carry the decision.
+
 Masks are 2-D numpy arrays or torch tensors: bool, or numbers whose only values are 0 and 1 (or 0
 and 255, as PNG masks are stored). Anything else (probabilities, label maps) raises a ValueError:
 threshold first. Summaries are plain Python floats in [0, 1] under `METRIC_KEYS`.
@@ -26,6 +41,8 @@ import numpy as np
 
 PREC_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
 METRIC_KEYS = ("mIoU", "oIoU") + tuple(f"Prec@{x}" for x in PREC_THRESHOLDS)
+GENERALIZED_PR_THRESHOLDS = (0.7, 0.8, 0.9)
+GENERALIZED_KEYS = ("gIoU", "cIoU", "N_acc", "T_acc") + tuple(f"Pr@{x}" for x in GENERALIZED_PR_THRESHOLDS)
 
 
 def _is_torch_tensor(value) -> bool:
@@ -115,6 +132,47 @@ def summarize(
     }
     for x in thresholds:
         result[f"Prec@{x}"] = float(np.mean(ious > x))
+    return result
+
+
+def generalized_summary(
+    intersections: Sequence[int],
+    unions: Sequence[int],
+    gt_areas: Sequence[int],
+    pred_areas: Sequence[int],
+    thresholds: Sequence[float] = GENERALIZED_PR_THRESHOLDS,
+) -> dict:
+    """gIoU, cIoU, N_acc, T_acc and Pr@X (ReLA, see the module doc) from per-sample pixel counts.
+
+    An empty ground truth (gt area 0) is a no-target sample; an empty prediction is "predicted absent".
+    """
+    counts = [np.asarray([int(v) for v in values], dtype=np.int64) for values in (intersections, unions)]
+    areas = [np.asarray([int(v) for v in values], dtype=np.int64) for values in (gt_areas, pred_areas)]
+    (inter, union), (gt, pred) = counts, areas
+    if not len(inter) == len(union) == len(gt) == len(pred):
+        raise ValueError(
+            f"got {len(inter)} intersections, {len(union)} unions, {len(gt)} gt areas, {len(pred)} predicted areas"
+        )
+    if len(inter) == 0:
+        raise ValueError("no expressions to summarize: the metrics of an empty set are undefined")
+    consistent = (inter >= 0) & (inter <= np.minimum(gt, pred)) & (union == gt + pred - inter)
+    bad = np.flatnonzero(~consistent)
+    if len(bad):
+        k = int(bad[0])
+        raise ValueError(
+            f"expression {k}: need I <= min(gt, pred) and U = gt + pred - I, got I={inter[k]} U={union[k]} "
+            f"gt={gt[k]} pred={pred[k]}"
+        )
+    no_target, absent = gt == 0, pred == 0
+    ious = np.where(union == 0, 1.0, inter / np.maximum(union, 1))
+    total_union = int(union.sum())
+    result = {"gIoU": float(ious.mean()), "cIoU": 1.0 if total_union == 0 else float(inter.sum() / total_union)}
+    if no_target.any():
+        result["N_acc"] = float(np.mean(absent[no_target]))
+    if (~no_target).any():
+        result["T_acc"] = float(np.mean(~absent[~no_target]))
+        for x in thresholds:
+            result[f"Pr@{x}"] = float(np.mean(ious[~no_target] >= x))
     return result
 
 
