@@ -76,6 +76,12 @@ class ASDAConfig(PretrainedConfig):
             Weight of a Lovász hinge term (a convex surrogate of 1 - IoU per mask, Berman et al. 2018) added to
             the loss; it weighs the boundary errors that decide high IoU. 0 = the published loss.
         mask_threshold (`float`, defaults to 0.35): probability threshold of the published evaluation.
+        no_target_head (`bool`, defaults to `False`):
+            Add a head that scores whether the expression names anything (`ASDAOutput.target_logits`), for
+            data where an expression may have no target (gRefCOCO). Off: the model is exactly the paper's.
+        no_target_threshold (`float`, defaults to 0.5):
+            A sample whose target probability (sigmoid of its target logit) is below this gets an empty mask.
+        no_target_loss_weight (`float`, defaults to 1.0): weight of the head's BCE next to the mask loss.
         initializer_range (`float`, defaults to 0.02): std of the heads' linear/conv initialisation.
         vision_position_init_scale (`float`, defaults to 0.0):
             Initialisation of the ViT position table when the model is built without weights. 0 keeps
@@ -121,6 +127,9 @@ class ASDAConfig(PretrainedConfig):
         focal_gamma=0.0,
         lovasz_weight=0.0,
         mask_threshold=0.35,
+        no_target_head=False,
+        no_target_threshold=0.5,
+        no_target_loss_weight=1.0,
         initializer_range=0.02,
         vision_position_init_scale=0.0,
         **kwargs,
@@ -170,6 +179,9 @@ class ASDAConfig(PretrainedConfig):
         self.focal_gamma = focal_gamma
         self.lovasz_weight = float(lovasz_weight)
         self.mask_threshold = mask_threshold
+        self.no_target_head = bool(no_target_head)
+        self.no_target_threshold = float(no_target_threshold)
+        self.no_target_loss_weight = float(no_target_loss_weight)
         self.initializer_range = initializer_range
         self.vision_position_init_scale = float(vision_position_init_scale)
         super().__init__(**kwargs)
@@ -221,6 +233,11 @@ class ASDAConfig(PretrainedConfig):
             raise ValueError(f"ASDAConfig.decoder_upsampling={upsampling} must be a power of 2 (1, 2, 4, 8, 16, ...).")
         if not self.lovasz_weight >= 0:  # also catches NaN
             raise ValueError(f"ASDAConfig.lovasz_weight={self.lovasz_weight} must be >= 0.")
+        if not 0 < self.no_target_threshold < 1 or not self.no_target_loss_weight >= 0:
+            raise ValueError(
+                f"ASDAConfig.no_target_threshold={self.no_target_threshold} must be in (0, 1) and "
+                f"no_target_loss_weight={self.no_target_loss_weight} >= 0."
+            )
         if not self.vision_position_init_scale >= 0:  # also catches NaN
             raise ValueError(f"ASDAConfig.vision_position_init_scale={self.vision_position_init_scale} must be >= 0.")
         if self.vision_position_init_scale > 0 and self.vision_config.hidden_size % 4 != 0:

@@ -410,7 +410,15 @@ class ASDAImageProcessor(BaseImageProcessor):
             ).float()
         return out
 
-    def post_process_masks(self, logits, original_sizes, threshold: float | None = 0.35) -> list[torch.Tensor]:
+    def post_process_masks(
+        self,
+        logits,
+        original_sizes,
+        threshold: float | None = 0.35,
+        target_logits=None,
+        no_target_threshold: float = 0.5,
+        return_scores: bool = False,
+    ) -> list:
         """
         Map mask logits back to each original image (the published evaluation order).
 
@@ -420,9 +428,17 @@ class ASDAImageProcessor(BaseImageProcessor):
             original_sizes: (B, 2) tensor or list of (height, width), as returned in `original_sizes`.
             threshold (`float` or `None`, defaults to 0.35): probability above which a pixel is foreground.
                 `None` returns the probabilities instead.
+            target_logits (`torch.Tensor` of shape (B,), *optional*): `ASDAOutput.target_logits` of a model with
+                a no-target head. A sample whose target probability is below `no_target_threshold` gets an
+                empty mask (all False, or all-zero probabilities).
+            no_target_threshold (`float`, defaults to 0.5): use the model's `config.no_target_threshold`.
+            return_scores (`bool`, defaults to `False`): return one dict per image instead of the mask alone.
 
         Returns:
             `list[torch.Tensor]`: per image, a bool (or float probability) tensor of shape (height, width).
+            With `return_scores`, per image a dict: `mask` (that tensor), `score` (the probability that the
+            expression names something; None without target logits) and `target_present` (False when the
+            target was judged absent, or the mask is empty).
         """
         if not isinstance(logits, torch.Tensor):
             raise ValueError(f"logits must be a torch.Tensor, got {_describe(logits)}")
@@ -442,6 +458,12 @@ class ASDAImageProcessor(BaseImageProcessor):
         for i, hw in enumerate(sizes):
             if any(not float(v).is_integer() or v < 1 for v in hw):
                 raise ValueError(f"original_sizes[{i}] must be (height, width) positive integers, got {hw!r}")
+        scores = None
+        if target_logits is not None:
+            target_logits = torch.as_tensor(target_logits).float().reshape(-1)
+            if target_logits.shape[0] != logits.shape[0]:
+                raise ValueError(f"got {logits.shape[0]} logit maps but {target_logits.shape[0]} target logits")
+            scores = target_logits.sigmoid().tolist()
         side = self.image_size
         probabilities = logits.float().sigmoid()
         if probabilities.shape[-2:] != (side, side):
@@ -452,7 +474,15 @@ class ASDAImageProcessor(BaseImageProcessor):
             resized_height, resized_width, top, left = letterbox_geometry(height, width, side)
             crop = probabilities[i : i + 1, :, top : top + resized_height, left : left + resized_width]
             restored = F.interpolate(crop, size=(height, width), mode="bilinear", align_corners=False)[0, 0]
-            results.append(restored if threshold is None else restored > threshold)
+            absent = scores is not None and scores[i] < no_target_threshold
+            if absent:
+                restored = torch.zeros_like(restored)
+            mask = restored if threshold is None else restored > threshold
+            if not return_scores:
+                results.append(mask)
+                continue
+            present = not absent and bool((mask > 0).any())
+            results.append({"mask": mask, "score": None if scores is None else scores[i], "target_present": present})
         return results
 
 

@@ -20,6 +20,7 @@ from .modeling_fusion import ASDAConcatFusion, ASDAScaleWiseAggregator, ASDASent
 from .modeling_layers import ASDAPositionMixin, sine_position_encoding, tokens_to_grid
 from .modeling_loss import asda_mask_loss
 from .modeling_selection import ASDAAdaptiveFeatureSelection, ASDASelectionOutput
+from .modeling_target import ASDANoTargetHead, no_target_loss, target_labels_from_masks
 
 logger = logging.get_logger(__name__)
 
@@ -40,10 +41,14 @@ class ASDAOutput(ModelOutput):
     Args:
         loss (`torch.FloatTensor` of shape `()`, *optional*, returned when `labels` are given):
             focal_weight * focal + dice_weight * dice (+ lovasz_weight * Lovász hinge) on the logits against the labels
-            resized to the logits.
+            resized to the logits, plus no_target_loss_weight * BCE of the target logits when the model has a
+            no-target head.
         logits (`torch.FloatTensor` of shape `(batch_size, 1, mask_size, mask_size)`):
             Mask logits in the letterboxed input frame, `config.mask_size` wide (208 for a 416 input). Use
             `ASDAProcessor.post_process_masks` to get masks at the original image size.
+        target_logits (`torch.FloatTensor` of shape `(batch_size,)`, *optional*):
+            Log-odds that the expression names something in the image (models with `config.no_target_head`;
+            None otherwise). Pass them to `post_process_masks` to empty the masks of absent targets.
         low_layer_index, mid_layer_index (`torch.LongTensor` of shape `(batch_size,)`, *optional*):
             The 1-based ViT layer each sample used as F_L and F_M (None when `feature_selection="none"`).
         low_selection_probs, mid_selection_probs (`torch.FloatTensor` of shape `(batch_size, num_candidates)`, *optional*):
@@ -60,6 +65,7 @@ class ASDAOutput(ModelOutput):
 
     loss: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
+    target_logits: torch.FloatTensor | None = None
     low_layer_index: torch.LongTensor | None = None
     mid_layer_index: torch.LongTensor | None = None
     low_selection_probs: torch.FloatTensor | None = None
@@ -153,7 +159,19 @@ class ASDAForReferringSegmentation(ASDAPreTrainedModel):
             else:
                 self.aggregator = ASDAConcatFusion(vision_dim, dim)
         self.aligner = ASDA_ALIGNERS[config.aligner](config)
+        if config.no_target_head:
+            self.no_target_head = ASDANoTargetHead(config)
         self.post_init()
+
+    def add_no_target_head(self):
+        """Add a freshly initialised no-target head (e.g. before fine-tuning on gRefCOCO); sets the config flag."""
+        if getattr(self, "no_target_head", None) is not None:
+            return
+        parameter = next(self.parameters())
+        head = ASDANoTargetHead(self.config).to(device=parameter.device, dtype=parameter.dtype)
+        head.apply(self._init_weights)
+        self.no_target_head = head
+        self.config.no_target_head = True
 
     # ----------------------------------------------------------------------------------------- inputs
     def _check_inputs(self, pixel_values, input_ids, attention_mask):
@@ -224,6 +242,7 @@ class ASDAForReferringSegmentation(ASDAPreTrainedModel):
         input_ids: torch.LongTensor,
         attention_mask: torch.LongTensor | None = None,
         labels: torch.Tensor | None = None,
+        target_labels: torch.Tensor | None = None,
         output_feature_maps: bool = False,
         return_dict: bool | None = None,
     ) -> ASDAOutput | tuple:
@@ -237,6 +256,9 @@ class ASDAForReferringSegmentation(ASDAPreTrainedModel):
                 1 for SOT..EOT, 0 for padding. Padding words are masked in every word attention.
             labels (`torch.Tensor` of shape `(batch_size, H, W)` or `(batch_size, 1, H, W)`, *optional*):
                 Binary ground-truth masks in the letterboxed frame, at the input size or the logits size.
+            target_labels (`torch.Tensor` of shape `(batch_size,)`, *optional*):
+                1 where the expression names something, 0 where it names nothing (an all-zero mask in `labels`);
+                trains the no-target head. Read from `labels` when not given; ignored without the head.
             output_feature_maps (`bool`, defaults to `False`):
                 Also return F_coarse, F_fine, the response masks and the coefficients (paper Fig. 4).
         """
@@ -261,8 +283,17 @@ class ASDAForReferringSegmentation(ASDAPreTrainedModel):
 
         head = self.aligner(coarse, words, attention_mask.bool())
         loss = asda_mask_loss(head.logits, labels, self.config) if labels is not None else None
+        target_logits = None
+        if getattr(self, "no_target_head", None) is not None:
+            grid_features = head.fine_features if head.fine_features is not None else coarse
+            target_logits = self.no_target_head(grid_features, sentence, head.logits)
+            if labels is not None:
+                if target_labels is None:
+                    target_labels = target_labels_from_masks(labels)
+                target_labels = target_labels.to(target_logits.device).reshape(-1)
+                loss = loss + self.config.no_target_loss_weight * no_target_loss(target_logits, target_labels)
 
-        output = ASDAOutput(loss=loss, logits=head.logits)
+        output = ASDAOutput(loss=loss, logits=head.logits, target_logits=target_logits)
         if selection is not None:
             output.low_layer_index = selection.low_layer_index
             output.mid_layer_index = selection.mid_layer_index

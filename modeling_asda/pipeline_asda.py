@@ -55,8 +55,12 @@ class ReferringSegmentationPipeline(Pipeline):
 
     Each result is a dict:
 
-    - `mask`: the predicted mask at the ORIGINAL image size (see `mask_format`);
-    - `score` (`float`): the mean predicted probability inside the mask (0.0 for an empty mask);
+    - `mask`: the predicted mask at the ORIGINAL image size (see `mask_format`); empty when the expression
+      names nothing, one mask covering all of them when it names several;
+    - `score` (`float`): with a no-target head (`config.no_target_head`), the probability that the expression
+      names something in the image; without one, the mean predicted probability inside the mask (0.0 for an
+      empty mask);
+    - `target_present` (`bool`): False when the head judged the target absent or the mask is empty;
     - `text` (`str`): the expression;
     - `low_layer`, `mid_layer` (`int` or `None`): the 1-based ViT layers the adaptive selection chose for
       this expression (`None` when the checkpoint uses no feature selection).
@@ -158,8 +162,10 @@ class ReferringSegmentationPipeline(Pipeline):
                 attention_mask=model_inputs["attention_mask"],
             )
         # "logits" first: the batch unroller reads the batch size from the first entry.
+        target_logits = getattr(outputs, "target_logits", None)
         return {
             "logits": outputs.logits.float(),
+            "target_logits": None if target_logits is None else target_logits.float(),
             "low_layer_index": outputs.low_layer_index,
             "mid_layer_index": outputs.mid_layer_index,
             "original_sizes": model_inputs["original_sizes"],
@@ -170,11 +176,21 @@ class ReferringSegmentationPipeline(Pipeline):
         threshold = self.model.config.mask_threshold if threshold is None else threshold
         # The processor's own mapping back to the original size; thresholding its probabilities here is
         # exactly what post_process_masks(threshold=...) does, and the probabilities give the score.
-        probabilities = self.processor.post_process_masks(
-            model_outputs["logits"], model_outputs["original_sizes"], threshold=None
+        result = self.processor.post_process_masks(
+            model_outputs["logits"],
+            model_outputs["original_sizes"],
+            threshold=None,
+            target_logits=model_outputs.get("target_logits"),
+            no_target_threshold=getattr(self.model.config, "no_target_threshold", 0.5),
+            return_scores=True,
         )[0]
+        probabilities = result["mask"]
         mask = probabilities > threshold
-        score = float(probabilities[mask].mean()) if bool(mask.any()) else 0.0
+        if result["score"] is not None:
+            score = float(result["score"])
+        else:
+            score = float(probabilities[mask].mean()) if bool(mask.any()) else 0.0
+        target_present = bool(result["target_present"]) and bool(mask.any())
         mask = mask.numpy()
         if mask_format == "pil":
             mask = Image.fromarray(mask.astype(np.uint8) * 255, mode="L")
@@ -182,6 +198,7 @@ class ReferringSegmentationPipeline(Pipeline):
         return {
             "mask": mask,
             "score": score,
+            "target_present": target_present,
             "text": text[0] if isinstance(text, (list, tuple)) else text,
             "low_layer": _layer(model_outputs["low_layer_index"]),
             "mid_layer": _layer(model_outputs["mid_layer_index"]),

@@ -191,9 +191,24 @@ class ASDAProcessor(ProcessorMixin):
             )
         return {"input_ids": input_ids, "attention_mask": attention_mask}
 
-    def post_process_masks(self, logits, original_sizes, threshold: float | None = 0.35):
+    def post_process_masks(
+        self,
+        logits,
+        original_sizes,
+        threshold: float | None = 0.35,
+        target_logits=None,
+        no_target_threshold: float = 0.5,
+        return_scores: bool = False,
+    ):
         """See [`ASDAImageProcessor.post_process_masks`]."""
-        return self.image_processor.post_process_masks(logits, original_sizes, threshold=threshold)
+        return self.image_processor.post_process_masks(
+            logits,
+            original_sizes,
+            threshold=threshold,
+            target_logits=target_logits,
+            no_target_threshold=no_target_threshold,
+            return_scores=return_scores,
+        )
 
     def batch_decode(self, input_ids, **kwargs) -> list[str]:
         """Decode fixed-length ids: the tokens between SOT and the first EOT (padding is id 0, the token "!")."""

@@ -23,6 +23,7 @@ from modeling_asda.pipeline_asda import add_pipeline_to_checkpoint
 from modeling_asda.training.arguments import DataArguments, ModelArguments, RISTrainingArguments
 from modeling_asda.training.experiment import (
     build_model_and_processor,
+    configure_no_target_head,
     evaluate_splits,
     finish_run,
     load_splits,
@@ -72,12 +73,15 @@ def main(argv=None):
     datasets.utils.logging.set_verbosity(log_level)
     transformers.utils.logging.set_verbosity(log_level)
     if not (training_args.do_train or training_args.do_eval):
-        raise SystemExit("Nothing to do: pass --do_train and/or --do_eval.")
+        logger.info("Neither --do_train nor --do_eval given: training, then evaluating.")
+        training_args.do_train = training_args.do_eval = True
     start = time.time()
     set_seed(training_args.seed)
 
     model, processor = build_model_and_processor(model_args, data_args)
     splits = load_splits(data_args, training_args, processor)
+    if training_args.do_train:
+        configure_no_target_head(model, model_args.no_target_head, splits.train_no_target_rows)
     trainer = make_trainer(model, processor, training_args, splits)
 
     train_metrics = {}

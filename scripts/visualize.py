@@ -109,7 +109,9 @@ def main(argv=None) -> int:
         Image.open(args.output).convert("RGB").quantize(256).save(args.output, optimize=True)
     for r in records:
         iou = "" if r["iou"] is None else f", IoU {r['iou']:.3f}"
-        print(f"{r['text']!r}: layers L{r['low_layer']} + L{r['mid_layer']}{iou}")
+        score = "" if r["score"] is None else f", target p={r['score']:.3f}"
+        absent = "" if r["target_present"] else ", no target (empty mask)"
+        print(f"{r['text']!r}: layers L{r['low_layer']} + L{r['mid_layer']}{iou}{score}{absent}")
     print(f"wrote {args.output} ({len(records)} rows: {', '.join(columns)})")
     return 0
 

@@ -85,7 +85,8 @@ def augment(image, mask, sentence, config: AugmentationConfig, rng: np.random.Ge
 class RISTransform:
     """Batched `set_transform` function: canonical rows -> model inputs.
 
-    Train mode returns pixel_values, input_ids, attention_mask, labels (letterboxed masks). Eval mode
+    Train mode returns pixel_values, input_ids, attention_mask, labels (letterboxed masks) and target_labels
+    (1 when the expression names an object, 0 for a no-target row). Eval mode
     also returns `gt_masks` (the original-resolution masks, for evaluation at the original size),
     `original_sizes` and `row_index` (when the data set has that column) so distributed evaluation can
     prove it counted every sample once.
@@ -117,6 +118,8 @@ class RISTransform:
             "attention_mask": list(text["attention_mask"]),
             "labels": list(vision["labels"]),
         }
+        if "no_target" in batch:  # 1 = the expression names something (trains the no-target head, if any)
+            out["target_labels"] = [torch.tensor(0.0 if flag else 1.0) for flag in batch["no_target"]]
         if not self.train:
             out["gt_masks"] = masks
             out["original_sizes"] = list(vision["original_sizes"])

@@ -4,7 +4,13 @@
 - random object: predict the mask of one object of the scene drawn at random (seeded), i.e. a
   perfect object segmenter that ignores the words. Its mIoU is about the mean of 1 / (objects per scene).
 
-Both are computed at the original image resolution with `modeling_asda.metrics`, so their numbers
+On generalized splits (expressions that name nothing or several objects) the rows are:
+
+- all objects: the union of every object of the scene (right for "all the shapes", never "no target");
+- random object: as above; on a no-target row it is always wrong, on a multi-target row partly right;
+- always no target: an empty mask for every expression (right exactly on the no-target rows).
+
+All are computed at the original image resolution with `modeling_asda.metrics`, so their numbers
 compare directly with the model's. A model that reads the expressions must beat both by far.
 """
 
@@ -17,10 +23,12 @@ from ..data.synthetic import (
     scene_for_row,
     synthetic_config_from_dataset,
 )
-from .metrics import intersection_and_union, summarize
+from .metrics import generalized_summary, intersection_and_union, summarize
 
 WHOLE_IMAGE = "baseline: whole image"
 RANDOM_OBJECT = "baseline: random object"
+ALL_OBJECTS = "baseline: all objects"
+ALWAYS_NO_TARGET = "baseline: always no target"
 
 
 def _gt_mask(row) -> np.ndarray:
@@ -59,7 +67,8 @@ def random_object_counts(dataset: Dataset, seed: int = 0, config: SyntheticConfi
             scene = scene_for_row(row, config)
         gt = _gt_mask(row)
         index = row["ann_id"] % MAX_OBJECTS
-        if index >= len(scene.objects) or not np.array_equal(scene.objects[index].mask, gt):
+        single = row.get("num_targets", 1) == 1 and not row.get("no_target", False)
+        if single and (index >= len(scene.objects) or not np.array_equal(scene.objects[index].mask, gt)):
             raise ValueError(
                 f"row {row['sample_id']}: the scene regenerated from image_id {row['image_id']} does not match "
                 f"the stored mask; was the data set made with another config than {config}?"
@@ -77,3 +86,48 @@ def language_blind_baselines(dataset: Dataset, seed: int = 0, config: SyntheticC
         WHOLE_IMAGE: summarize(*whole_image_counts(dataset)),
         RANDOM_OBJECT: summarize(*random_object_counts(dataset, seed, config)),
     }
+
+
+def is_generalized(dataset: Dataset) -> bool:
+    """True when some row names no object or several (then the generalized baselines and metrics apply)."""
+    columns = dataset.column_names
+    if "no_target" not in columns:
+        return False
+    return any(dataset["no_target"]) or any(n != 1 for n in dataset["num_targets"])
+
+
+def generalized_baseline_counts(dataset: Dataset, seed: int = 0, config: SyntheticConfig | None = None) -> dict:
+    """{row name: (intersections, unions, gt areas, predicted areas)} of the three generalized baselines."""
+    config = config or synthetic_config_from_dataset(dataset)
+    rng = np.random.default_rng(seed)
+    counts = {name: ([], [], [], []) for name in (ALL_OBJECTS, RANDOM_OBJECT, ALWAYS_NO_TARGET)}
+    scene = None
+    for row in dataset:
+        if scene is None or scene.image_id != row["image_id"]:
+            scene = scene_for_row(row, config)
+        gt = _gt_mask(row)
+        everything = np.logical_or.reduce([obj.mask for obj in scene.objects])
+        one = scene.objects[int(rng.integers(len(scene.objects)))].mask
+        for name, pred in ((ALL_OBJECTS, everything), (RANDOM_OBJECT, one), (ALWAYS_NO_TARGET, np.zeros_like(gt))):
+            i, u = intersection_and_union(pred, gt)
+            for values, value in zip(counts[name], (i, u, int(gt.sum()), int(pred.sum()))):
+                values.append(value)
+    return counts
+
+
+def synthetic_generalized_baselines(dataset: Dataset, seed: int = 0, config: SyntheticConfig | None = None) -> dict:
+    """{row name: metrics} (RefCOCO-style and generalized keys) of the three generalized baselines on one split."""
+    results = {}
+    for name, (inter, union, gt, pred) in generalized_baseline_counts(dataset, seed, config).items():
+        results[name] = {**summarize(inter, union), **generalized_summary(inter, union, gt, pred)}
+    return results
+
+
+def no_target_baseline(dataset: Dataset) -> dict:
+    """{ALWAYS_NO_TARGET: metrics} for any data set: an empty mask for every row (needs only the ground truth)."""
+    gt_areas = [
+        int(np.count_nonzero(_gt_mask(row)))
+        for row in dataset.select_columns(["sample_id", "mask", "width", "height"])
+    ]
+    zeros = [0] * len(gt_areas)
+    return {ALWAYS_NO_TARGET: {**summarize(zeros, gt_areas), **generalized_summary(zeros, gt_areas, gt_areas, zeros)}}

@@ -150,8 +150,9 @@ def predict_selection(model, processor, dataset, batch_size: int = 16, use_cpu: 
     rows = np.asarray(output.label_ids).astype(np.int64)
     if sorted(rows.tolist()) != list(range(len(dataset))):
         raise RuntimeError(f"the evaluation returned {len(rows)} rows for {len(dataset)} samples")
-    predictions = np.empty((len(dataset), 4), dtype=np.int64)
-    predictions[rows] = np.asarray(output.predictions).astype(np.int64)
+    values = np.asarray(output.predictions).astype(np.int64)
+    predictions = np.empty((len(dataset), values.shape[1]), dtype=np.int64)
+    predictions[rows] = values
     return predictions
 
 

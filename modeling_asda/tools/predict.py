@@ -172,7 +172,7 @@ def predict_files(
     """
     from tqdm.auto import tqdm
 
-    from .visualization import overlay_mask
+    from .visualization import banner_text, overlay_mask
 
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -206,13 +206,14 @@ def predict_files(
             name = f"{stems[j]}_{k}_{_slug(result['text'])}"
             mask = result["mask"]
             Image.fromarray(mask.astype("uint8") * 255, mode="L").save(output_dir / f"{name}_mask.png")
-            overlay_mask(image, mask, result["text"]).save(output_dir / f"{name}_overlay.png")
+            overlay_mask(image, mask, banner_text(result)).save(output_dir / f"{name}_overlay.png")
             record = {
                 "image": job.name,
                 "text": result["text"],
                 "mask": f"{name}_mask.png",
                 "overlay": f"{name}_overlay.png",
                 "score": round(result["score"], 6),
+                "target_present": result.get("target_present", bool(mask.any())),
                 "low_layer": result["low_layer"],
                 "mid_layer": result["mid_layer"],
                 "height": int(mask.shape[0]),

@@ -83,6 +83,13 @@ def overlay_mask(image, mask, text: str | None = None, color=MASK_COLOR, alpha: 
     return out
 
 
+def banner_text(result: dict) -> str:
+    """The overlay caption of a pipeline result: the expression, and "no target" when the mask is empty."""
+    present = result.get("target_present", True)
+    suffix = f"  [score {result['score']:.2f}" + ("" if present else ", no target") + "]"
+    return f"{result['text']}{suffix}"
+
+
 def _draw_banner(image: Image.Image, text: str) -> None:
     size = max(10, min(image.width, image.height) // 14)
     font = _font(size)
@@ -157,7 +164,16 @@ def explain_pairs(model, processor, images, texts, gt_masks=None, threshold=None
             attention_mask=inputs["attention_mask"].to(device),
             output_feature_maps=True,
         )
-    preds = processor.post_process_masks(out.logits.float().cpu(), inputs["original_sizes"], threshold=threshold)
+    target_logits = getattr(out, "target_logits", None)
+    results = processor.post_process_masks(
+        out.logits.float().cpu(),
+        inputs["original_sizes"],
+        threshold=threshold,
+        target_logits=None if target_logits is None else target_logits.float().cpu(),
+        no_target_threshold=getattr(config, "no_target_threshold", 0.5),
+        return_scores=True,
+    )
+    preds = [result["mask"] for result in results]
     records = []
     for i, (image, text) in enumerate(zip(images, texts)):
         size = (image.height, image.width)
@@ -180,6 +196,8 @@ def explain_pairs(model, processor, images, texts, gt_masks=None, threshold=None
                 "pred": pred,
                 "gt": gt,
                 "iou": iou,
+                "score": results[i]["score"],  # P(the expression names something); None without a head
+                "target_present": results[i]["target_present"],
                 "low_layer": None if out.low_layer_index is None else int(out.low_layer_index[i]),
                 "mid_layer": None if out.mid_layer_index is None else int(out.mid_layer_index[i]),
                 "low_probs": optional(out.low_selection_probs),
@@ -234,8 +252,10 @@ def plot_explanations(records: list[dict], path, title: str | None = None, dpi: 
         panels["image"].imshow(image)
         panels["image"].set_title("\n".join(textwrap.wrap(f'"{record["text"]}"', 28)[:3]), fontsize=8)
         iou = "" if record["iou"] is None else f" (IoU {record['iou']:.2f})"
+        score = "" if record.get("score") is None else f"\ntarget p={record['score']:.2f}"
+        absent = "" if record.get("target_present", True) else ": no target"
         panels["prediction"].imshow(overlay_mask(record["image"], record["pred"]))
-        panels["prediction"].set_title("prediction" + iou, fontsize=8)
+        panels["prediction"].set_title("prediction" + absent + iou + score, fontsize=8)
         if has_gt:
             gt = record["gt"]
             panels["ground truth"].imshow(image if gt is None else overlay_mask(record["image"], gt, color=GT_COLOR))

@@ -31,6 +31,13 @@ class ModelArguments:
         },
     )
     revision: str = field(default="main", metadata={"help": "Hub revision of --model_name_or_path."})
+    no_target_head: bool | None = field(
+        default=None,
+        metadata={
+            "help": "A head that scores whether the expression names anything (gRefCOCO). Default: added when the "
+            "training data has no-target rows (or the checkpoint has one); true/false forces it either way."
+        },
+    )
 
 
 @dataclass
@@ -42,11 +49,22 @@ class DataArguments:
             "prepared), or 'synthetic' for the built-in procedurally drawn data set."
         },
     )
-    dataset_config: str | None = field(default=None, metadata={"help": "refcoco | refcoco+ | refcocog"})
+    dataset_config: str | None = field(
+        default=None,
+        metadata={
+            "help": "refcoco | refcoco+ | refcocog | grefcoco; for synthetic data: generalized (no-target and "
+            "multi-target expressions)"
+        },
+    )
     split_by: str | None = field(default=None, metadata={"help": "unc | umd | google (REFER layout)"})
     image_root: str | None = field(default=None, metadata={"help": "COCO train2014 image folder (REFER, jxu124)."})
     train_split: str = field(default="train")
-    eval_splits: str = field(default="val", metadata={"help": "Comma-separated, e.g. val,testA,testB."})
+    eval_splits: str | None = field(
+        default=None,
+        metadata={
+            "help": "Comma-separated, e.g. val,testA,testB. Default: every split but the training one (synthetic: val)."
+        },
+    )
     max_train_samples: int | None = field(default=None)
     max_eval_samples: int | None = field(default=None)
     max_text_length: int | None = field(
@@ -69,7 +87,7 @@ class DataArguments:
 
     @property
     def eval_split_list(self) -> list[str]:
-        return [split.strip() for split in self.eval_splits.split(",") if split.strip()]
+        return [split.strip() for split in (self.eval_splits or "").split(",") if split.strip()]
 
 
 @dataclass

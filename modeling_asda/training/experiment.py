@@ -12,7 +12,7 @@ from ..data.loading import load_referring_dataset
 from ..data.refer import find_refer_files, is_refer_folder
 from ..data.transforms import AugmentationConfig, RISTransform, collate_ris
 from ..evaluation.expression_types import format_by_type_table, metrics_by_expression_type
-from ..evaluation.metrics import format_results_table
+from ..evaluation.metrics import GENERALIZED_KEYS, format_results_table
 from ..modeling_asda import ASDAForReferringSegmentation
 from ..processing_asda import ASDAProcessor
 from .arguments import parse_config_overrides
@@ -20,8 +20,12 @@ from .trainer import EpochToTransformCallback, RISTrainer, compute_ris_metrics
 
 logger = logging.getLogger(__name__)
 
-METRIC_NAMES = ("mIoU", "oIoU", "Prec@0.5", "Prec@0.6", "Prec@0.7", "Prec@0.8", "Prec@0.9")
+METRIC_NAMES = ("mIoU", "oIoU", "Prec@0.5", "Prec@0.6", "Prec@0.7", "Prec@0.8", "Prec@0.9") + GENERALIZED_KEYS
 TABLE_METRICS = ("mIoU", "oIoU", "Prec@0.5", "Prec@0.7", "Prec@0.9")
+# Evaluation data with no-target or multi-target expressions (gRefCOCO, generalized synthetic) is reported
+# with ReLA's metrics.
+GENERALIZED_TABLE_METRICS = ("gIoU", "cIoU", "N_acc", "T_acc", "Pr@0.7", "Pr@0.9")
+SYNTHETIC_CONFIGS = (None, "", "default", "generalized")
 MODEL_ROW = "ASDA (this run)"
 
 
@@ -85,6 +89,51 @@ class Splits(NamedTuple):
     train_transform: object  # its RISTransform (the epoch callback advances it)
     eval: dict  # split -> Dataset with the evaluation transform and a row_index column
     raw_eval: dict  # split -> the same rows without transform (baselines, reports)
+    train_no_target_rows: int = 0  # training rows whose expression names nothing
+
+
+def synthetic_kwargs(data_args) -> dict:
+    """Generator settings of `--dataset_name synthetic`: `--dataset_config generalized` adds no-target and
+    multi-target expressions in about gRefCOCO's proportions; `--synthetic_overrides` go on top."""
+    from ..data.synthetic import GENERALIZED
+
+    if data_args.dataset_config not in SYNTHETIC_CONFIGS:
+        raise ValueError(
+            f"--dataset_config {data_args.dataset_config!r} for the synthetic data: use 'generalized' (expressions "
+            "that name nothing or several objects) or leave it out."
+        )
+    kwargs = dict(GENERALIZED) if data_args.dataset_config == "generalized" else {}
+    kwargs.update(parse_config_overrides(data_args.synthetic_overrides))
+    return kwargs
+
+
+def default_eval_splits(data_args, available) -> list[str]:
+    """--eval_splits, else every split of the data set except the training one (synthetic: val)."""
+    if data_args.eval_splits:
+        return data_args.eval_split_list
+    if data_args.dataset_name == "synthetic":
+        return ["val"]
+    return [split for split in available if split != data_args.train_split]
+
+
+def configure_no_target_head(model, requested, train_no_target_rows: int) -> bool:
+    """Give the model a no-target head when asked (`requested` True), or when `requested` is None and the
+    training data has no-target rows; `requested` False never adds one. Returns whether the model has one."""
+    has_head = bool(getattr(model.config, "no_target_head", False))
+    wanted = requested if requested is not None else (has_head or train_no_target_rows > 0)
+    if wanted and not has_head:
+        model.add_no_target_head()
+        logger.info(
+            f"No-target head added ({train_no_target_rows} training rows name nothing); it is trained with BCE "
+            "next to the mask loss and saved with the checkpoint (config.no_target_head=True)."
+        )
+    elif has_head and not wanted:
+        raise ValueError("--no_target_head false, but the checkpoint has a no-target head; it cannot be removed.")
+    elif not wanted and train_no_target_rows:
+        logger.warning(
+            f"--no_target_head false: {train_no_target_rows} no-target training rows teach the mask alone to be empty."
+        )
+    return bool(wanted)
 
 
 def load_splits(data_args, training_args, processor) -> Splits:
@@ -92,7 +141,7 @@ def load_splits(data_args, training_args, processor) -> Splits:
     wanted = []
     if training_args.do_train:
         wanted.append(data_args.train_split)
-    if training_args.do_eval:
+    if training_args.do_eval and data_args.eval_splits:
         wanted += data_args.eval_split_list
     if data_args.dataset_name == "synthetic":
         dataset = load_referring_dataset(
@@ -101,7 +150,7 @@ def load_splits(data_args, training_args, processor) -> Splits:
             num_val=data_args.synthetic_num_eval,
             num_test=data_args.synthetic_num_eval,
             seed=data_args.synthetic_seed,
-            **parse_config_overrides(data_args.synthetic_overrides),
+            **synthetic_kwargs(data_args),
         )
     else:
         dataset = load_referring_dataset(
@@ -109,32 +158,39 @@ def load_splits(data_args, training_args, processor) -> Splits:
             dataset_config=data_args.dataset_config,
             split_by=data_args.split_by,
             image_root=data_args.image_root,
-            splits=wanted,
+            # Without --eval_splits every split is loaded, and all but the training split are evaluated.
+            splits=wanted if not training_args.do_eval or data_args.eval_splits else None,
             progress=True,
         )
-    missing = [split for split in wanted if split not in dataset]
+    eval_splits = default_eval_splits(data_args, list(dataset)) if training_args.do_eval else []
+    if training_args.do_eval and not data_args.eval_splits:
+        logger.info(f"Evaluating the splits {eval_splits} (pass --eval_splits to choose).")
+        data_args.eval_splits = ",".join(eval_splits)  # what the model card and the report say
+    missing = [split for split in wanted + eval_splits if split not in dataset]
     if missing:
         raise ValueError(f"{data_args.dataset_name}: no split(s) {missing}; available: {sorted(dataset)}")
 
     train_dataset = train_transform = None
+    train_no_target_rows = 0
     if training_args.do_train:
         train_dataset = dataset[data_args.train_split]
         if data_args.max_train_samples is not None:
             train_dataset = train_dataset.select(range(min(data_args.max_train_samples, len(train_dataset))))
+        train_no_target_rows = int(sum(train_dataset["no_target"]))
         augmentation = AugmentationConfig(data_args.hflip_prob, data_args.color_jitter, data_args.random_affine)
         train_transform = RISTransform(processor, train=True, augmentation=augmentation, seed=training_args.seed)
         train_dataset = train_dataset.with_transform(train_transform)
 
     eval_datasets, raw_eval = {}, {}
     if training_args.do_eval:
-        for split in data_args.eval_split_list:
+        for split in eval_splits:
             raw = dataset[split]
             if data_args.max_eval_samples is not None:
                 raw = raw.select(range(min(data_args.max_eval_samples, len(raw))))
             raw_eval[split] = raw
             indexed = raw.add_column("row_index", list(range(len(raw))))
             eval_datasets[split] = indexed.with_transform(RISTransform(processor, train=False))
-    return Splits(train_dataset, train_transform, eval_datasets, raw_eval)
+    return Splits(train_dataset, train_transform, eval_datasets, raw_eval, train_no_target_rows)
 
 
 def make_trainer(model, processor, training_args, splits: Splits):
@@ -166,6 +222,7 @@ def make_trainer(model, processor, training_args, splits: Splits):
         compute_metrics=compute_ris_metrics,
         callbacks=callbacks,
         mask_threshold=model.config.mask_threshold,
+        no_target_threshold=getattr(model.config, "no_target_threshold", 0.5),
     )
 
 
@@ -210,23 +267,38 @@ def finish_run(
     # Runs on the main process only.
     """Print the paper-style table (with baselines on synthetic data), write results.md and the model card."""
     output_dir = training_args.output_dir
+    from ..evaluation.baselines import (
+        is_generalized,
+        language_blind_baselines,
+        no_target_baseline,
+        synthetic_generalized_baselines,
+    )
+
     rows = {}
+    generalized = any(is_generalized(dataset) for dataset in raw_eval.values())
     if eval_metrics:
         rows[MODEL_ROW] = split_results(eval_metrics, list(raw_eval))
-        if data_args.dataset_name == "synthetic" and data_args.baselines:
-            from ..evaluation.baselines import language_blind_baselines
+        for split, dataset in raw_eval.items():
+            if data_args.dataset_name == "synthetic" and data_args.baselines:
+                method = synthetic_generalized_baselines if generalized else language_blind_baselines
+                baselines = method(dataset, seed=training_args.seed)
+            elif generalized and data_args.baselines:
+                baselines = no_target_baseline(dataset)  # needs no scene: the masks say which rows are empty
+            elif (
+                data_args.baselines
+                and os.path.isdir(data_args.dataset_name)
+                and is_refer_folder(data_args.dataset_name)
+            ):
+                from ..evaluation.refer_baselines import refer_language_blind_baselines
 
-            for split, dataset in raw_eval.items():
-                for name, metrics in language_blind_baselines(dataset, seed=training_args.seed).items():
-                    rows.setdefault(name, {})[split] = metrics
-        elif data_args.baselines and os.path.isdir(data_args.dataset_name) and is_refer_folder(data_args.dataset_name):
-            from ..evaluation.refer_baselines import refer_language_blind_baselines
-
-            _, instances = find_refer_files(data_args.dataset_name, data_args.dataset_config, data_args.split_by)
-            for split, dataset in raw_eval.items():
-                for name, metrics in refer_language_blind_baselines(dataset, instances, training_args.seed).items():
-                    rows.setdefault(name, {})[split] = metrics
-    table = format_results_table(rows, metrics=TABLE_METRICS) if rows else ""
+                _, instances = find_refer_files(data_args.dataset_name, data_args.dataset_config, data_args.split_by)
+                baselines = refer_language_blind_baselines(dataset, instances, training_args.seed)
+            else:
+                baselines = {}
+            for name, metrics in baselines.items():
+                rows.setdefault(name, {})[split] = metrics
+    table_metrics = GENERALIZED_TABLE_METRICS if generalized else TABLE_METRICS
+    table = format_results_table(rows, metrics=table_metrics) if rows else ""
     summary = {
         "wall_seconds": round(wall_seconds, 1),
         "train_runtime": train_metrics.get("train_runtime"),

@@ -5,7 +5,7 @@ import torch
 from torch.optim.lr_scheduler import LambdaLR
 from transformers import Trainer, TrainerCallback
 
-from ..evaluation.metrics import summarize
+from ..evaluation.metrics import generalized_summary, summarize
 
 ENCODER_PREFIXES = ("text_model.", "vision_model.")
 
@@ -35,13 +35,15 @@ class RISTrainer(Trainer):
     - parameter groups with the CLIP encoders at `learning_rate * encoder_lr_ratio` (published code: 0.1);
     - the paper's multi-step schedule (x`lr_decay_rate` at each epoch of `lr_milestones`);
     - evaluation at the ORIGINAL image resolution: every prediction step post-processes the logits to each
-      image's size and returns per-sample [intersection, union, low layer, mid layer] with the row index,
+      image's size (an expression the no-target head rejects gets an empty mask) and returns per-sample
+      [intersection, union, low layer, mid layer, gt area, predicted area] with the row index,
       so `gather_for_metrics` counts each sample exactly once across processes.
     """
 
-    def __init__(self, *args, mask_threshold: float = 0.35, **kwargs):
+    def __init__(self, *args, mask_threshold: float = 0.35, no_target_threshold: float = 0.5, **kwargs):
         super().__init__(*args, **kwargs)
         self.mask_threshold = mask_threshold
+        self.no_target_threshold = no_target_threshold
 
     # -------------------------------------------------------------------------------- optimisation
     def create_optimizer(self, model=None):
@@ -110,17 +112,25 @@ class RISTrainer(Trainer):
             return loss, None, None
 
         processor = self.processing_class
-        masks = processor.post_process_masks(outputs.logits.float(), original_sizes, threshold=self.mask_threshold)
+        target_logits = getattr(outputs, "target_logits", None)
+        masks = processor.post_process_masks(
+            outputs.logits.float(),
+            original_sizes,
+            threshold=self.mask_threshold,
+            target_logits=None if target_logits is None else target_logits.float(),
+            no_target_threshold=self.no_target_threshold,
+        )
         stats = []
         for pred, gt in zip(masks, gt_masks):
             pred, gt = pred.to(gt.device).bool(), gt.bool()
-            stats.append(torch.stack([(pred & gt).sum(), (pred | gt).sum()]))
+            stats.append(torch.stack([(pred & gt).sum(), (pred | gt).sum(), gt.sum(), pred.sum()]))
         stats = torch.stack(stats).long()
         batch = stats.shape[0]
         missing = torch.full((batch,), -1, dtype=torch.long, device=stats.device)
         low = outputs.low_layer_index if outputs.low_layer_index is not None else missing
         mid = outputs.mid_layer_index if outputs.mid_layer_index is not None else missing
-        predictions = torch.cat([stats, low.long().to(stats.device)[:, None], mid.long().to(stats.device)[:, None]], 1)
+        layers = [low.long().to(stats.device)[:, None], mid.long().to(stats.device)[:, None]]
+        predictions = torch.cat([stats[:, :2], *layers, stats[:, 2:]], 1)  # I, U, low, mid, gt area, pred area
         if row_index is None:
             row_index = torch.full((batch,), -1, dtype=torch.long)
         device = self.args.device
@@ -128,7 +138,8 @@ class RISTrainer(Trainer):
 
 
 def compute_ris_metrics(eval_prediction) -> dict:
-    """EvalPrediction(predictions=[I, U, low, mid] per sample, label_ids=row index) -> metric dict.
+    """EvalPrediction(predictions=[I, U, low, mid, gt area, predicted area] per sample, label_ids=row index) ->
+    metric dict: mIoU, oIoU, Prec@X, and the generalized gIoU, cIoU, N_acc, T_acc, Pr@X (see evaluation.metrics).
 
     Row indices must be 0..N-1, each exactly once: a sample counted twice or lost by a distributed
     gather would silently bias the metrics, so it is an error.
@@ -142,5 +153,7 @@ def compute_ris_metrics(eval_prediction) -> dict:
             "were not counted exactly once"
         )
     metrics = summarize(predictions[:, 0], predictions[:, 1])
+    if predictions.shape[1] >= 6:
+        metrics.update(generalized_summary(predictions[:, 0], predictions[:, 1], predictions[:, 4], predictions[:, 5]))
     metrics["num_samples"] = int(predictions.shape[0])
     return metrics
