@@ -89,6 +89,7 @@ REFS = [
     _ref(25, [2001, 2004], "testB", [(250, "the overlapping shapes")]),
     _ref(26, [2005], "testA", [(260, "the box")], image_id=202),
     _ref(27, [-1, 2001], "train", [(270, "odd")]),
+    _ref(28, [-1], "train", [(280, "the purple elephant")], no_target=True),
 ]
 
 # sample_id -> (split, mask, no_target, num_targets) of every row that must be loaded
@@ -96,6 +97,7 @@ EXPECTED = {
     "20_200": ("train", A, False, 1),
     "21_210": ("train", A | B, False, 2),
     "21_211": ("train", A | B, False, 2),
+    "28_280": ("train", np.zeros_like(A), True, 0),
     "22_220": ("val", np.zeros_like(A), True, 0),
     "23_230": ("val", np.zeros_like(A), True, 0),
     "24_240": ("testA", B, False, 1),

@@ -1,0 +1,194 @@
+"""The no-target head: off by default (old checkpoints unchanged), trained with BCE, saved and reloaded
+through AutoModel with the checkpoint's own code, and used by post-processing and run_ris.py."""
+
+import json
+import os
+import subprocess
+import sys
+
+import fixtures_grefcoco as gfx
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from modeling_asda import ASDAConfig, ASDAForReferringSegmentation, ASDAProcessor
+from modeling_asda.image_processing_asda import ASDAImageProcessor
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def small_config(**kwargs):
+    text = dict(
+        vocab_size=49408,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        max_position_embeddings=17,
+        bos_token_id=49406,
+        eos_token_id=49407,
+        pad_token_id=0,
+    )
+    vision = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=3, num_attention_heads=2, patch_size=16)
+    base = dict(
+        text_config=text,
+        vision_config=vision,
+        projection_dim=16,
+        image_size=64,
+        low_candidate_layers=(1,),
+        mid_candidate_layers=(2,),
+        selector_hidden_dim=8,
+        num_attention_heads=2,
+        local_attention_mlp_dim=16,
+        cross_attention_mlp_dim=16,
+        decoder_hidden_dim=8,
+        num_response_masks=4,
+        coefficient_pooling="mean",
+        hidden_dropout=0.0,
+    )
+    base.update(kwargs)
+    return ASDAConfig(**base)
+
+
+def inputs_for(processor, texts=("the red circle", "the dog")):
+    images = [np.full((40, 60, 3), 90, np.uint8), np.full((50, 30, 3), 160, np.uint8)]
+    masks = [np.zeros((40, 60), bool), np.zeros((50, 30), bool)]
+    masks[0][5:20, 10:30] = True  # the first expression names something, the second nothing
+    return processor(images=images, text=list(texts), masks=masks)
+
+
+def test_head_is_off_by_default_and_changes_no_mask_logit():
+    torch.manual_seed(0)
+    plain = ASDAForReferringSegmentation(small_config()).eval()
+    assert not plain.config.no_target_head and not any("no_target_head" in k for k in plain.state_dict())
+    processor = ASDAProcessor.from_model_config(plain.config)
+    batch = inputs_for(processor)
+    model_inputs = {k: batch[k] for k in ("pixel_values", "input_ids", "attention_mask")}
+    with torch.no_grad():
+        before = plain(**model_inputs)
+        plain.add_no_target_head()
+        after = plain(**model_inputs)
+    assert before.target_logits is None and after.target_logits.shape == (2,)
+    assert torch.equal(before.logits, after.logits)  # the head only reads; masks are untouched
+    assert plain.config.no_target_head
+
+
+def test_loss_is_mask_loss_plus_weighted_bce_and_reaches_the_head():
+    torch.manual_seed(0)
+    model = ASDAForReferringSegmentation(small_config(no_target_head=True, no_target_loss_weight=0.7))
+    processor = ASDAProcessor.from_model_config(model.config)
+    batch = inputs_for(processor)
+    model_inputs = {k: batch[k] for k in ("pixel_values", "input_ids", "attention_mask", "labels")}
+    model.eval()  # no dropout: two passes see the same network
+    with_head = model(**model_inputs)
+    from modeling_asda.modeling_loss import asda_mask_loss
+
+    mask_loss = asda_mask_loss(with_head.logits, batch["labels"], model.config)
+    bce = F.binary_cross_entropy_with_logits(with_head.target_logits, torch.tensor([1.0, 0.0]))
+    assert with_head.loss.item() == pytest.approx((mask_loss + 0.7 * bce).item(), rel=1e-5)
+    # Explicit target labels win over the ones read from the masks.
+    flipped = model(**model_inputs, target_labels=torch.tensor([0.0, 1.0]))
+    bce_flipped = F.binary_cross_entropy_with_logits(with_head.target_logits, torch.tensor([0.0, 1.0]))
+    assert flipped.loss.item() == pytest.approx((mask_loss + 0.7 * bce_flipped).item(), rel=1e-5)
+    flipped.loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.no_target_head.parameters())
+
+
+def test_post_process_empties_absent_targets_and_scores_each_mask():
+    processor = ASDAImageProcessor(image_size=32)
+    logits = torch.full((2, 1, 16, 16), 3.0)  # every pixel confidently foreground
+    sizes = [(10, 20), (20, 10)]
+    target_logits = torch.tensor([2.0, -1.0])  # present (p=0.88), absent (p=0.27)
+    masks = processor.post_process_masks(logits, sizes, target_logits=target_logits)
+    assert masks[0].all() and not masks[1].any() and masks[1].shape == (20, 10)
+    results = processor.post_process_masks(logits, sizes, target_logits=target_logits, return_scores=True)
+    assert [r["target_present"] for r in results] == [True, False]
+    assert results[0]["score"] == pytest.approx(torch.sigmoid(torch.tensor(2.0)).item())
+    # A stricter threshold turns the first one down too; probabilities of an absent target are all zero.
+    strict = processor.post_process_masks(logits, sizes, target_logits=target_logits, no_target_threshold=0.9)
+    assert not strict[0].any()
+    probs = processor.post_process_masks(logits, sizes, threshold=None, target_logits=target_logits)
+    assert float(probs[1].max()) == 0.0 and float(probs[0].min()) > 0.9
+    # Without target logits: masks as before, no score.
+    plain = processor.post_process_masks(logits, sizes, return_scores=True)
+    assert plain[1]["score"] is None and plain[1]["target_present"] and plain[1]["mask"].all()
+    with pytest.raises(ValueError, match="2 logit maps but 3 target logits"):
+        processor.post_process_masks(logits, sizes, target_logits=torch.zeros(3))
+
+
+_FRESH = r"""
+import json, sys, torch
+from transformers import AutoModel
+from safetensors.torch import load_file
+folder = sys.argv[1]
+model = AutoModel.from_pretrained(folder, trust_remote_code=True).eval()
+batch = load_file(folder + "/batch.safetensors")
+with torch.no_grad():
+    out = model(batch["pixel_values"], batch["input_ids"], batch["attention_mask"])
+print(json.dumps({
+    "module": type(model).__module__,
+    "head": model.config.no_target_head,
+    "logits": torch.equal(out.logits, batch["logits"]),
+    "target": torch.equal(out.target_logits, batch["target_logits"]),
+}))
+"""
+
+
+def test_head_checkpoint_round_trips_through_automodel_in_a_fresh_offline_process(tmp_path):
+    from safetensors.torch import save_file
+
+    torch.manual_seed(1)
+    model = ASDAForReferringSegmentation(small_config(no_target_head=True, no_target_threshold=0.4)).eval()
+    with torch.no_grad():
+        for p in model.no_target_head.parameters():
+            p.add_(torch.randn_like(p) * 0.1)  # not the init values, so a head left at its init would show
+    processor = ASDAProcessor.from_model_config(model.config)
+    batch = inputs_for(processor)
+    with torch.no_grad():
+        out = model(batch["pixel_values"], batch["input_ids"], batch["attention_mask"])
+    folder = tmp_path / "ckpt"
+    model.save_pretrained(folder)
+    assert "modeling_target.py" in os.listdir(folder)  # the head's code travels with the weights
+    config = json.loads((folder / "config.json").read_text())
+    assert config["no_target_head"] is True and config["no_target_threshold"] == 0.4
+    save_file(
+        {
+            "pixel_values": batch["pixel_values"],
+            "input_ids": batch["input_ids"],
+            "attention_mask": batch["attention_mask"],
+            "logits": out.logits.contiguous(),
+            "target_logits": out.target_logits.contiguous(),
+        },
+        str(folder / "batch.safetensors"),
+    )
+    # Another working directory and no path to the repository: only the checkpoint's own code can run.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"), TRANSFORMERS_OFFLINE="1")
+    done = subprocess.run(
+        [sys.executable, "-c", _FRESH, str(folder)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result == {"module": result["module"], "head": True, "logits": True, "target": True}
+    assert result["module"].startswith("transformers_modules")
+
+
+def test_run_ris_on_grefcoco_adds_the_head_and_reports_generalized_metrics(tmp_path):
+    from test_run_ris import read_json, run_script
+
+    root = gfx.write_grefcoco(str(tmp_path / "g"))
+    out = tmp_path / "out"
+    # No --do_train/--do_eval and no --eval_splits: trains, then evaluates every split but train.
+    run_script([
+        "--config_preset", "tiny", "--dataset_name", root, "--dataset_config", "grefcoco", "--split_by", "unc",
+        "--num_train_epochs", "1", "--per_device_train_batch_size", "2", "--output_dir", out,
+    ])  # fmt: skip
+    config = read_json(out / "config.json")
+    assert config["no_target_head"] is True  # added because a training row names nothing
+    results = read_json(out / "all_results.json")
+    assert results["train_samples"] == 4
+    assert results["eval_val_num_samples"] == 2 and "eval_val_N_acc" in results and "eval_val_T_acc" not in results
+    assert results["eval_testA_num_samples"] == 1 and "eval_testA_T_acc" in results
+    assert results["eval_testB_num_samples"] == 1
+    assert "| baseline: always no target |" in (out / "results.md").read_text()
