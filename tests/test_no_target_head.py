@@ -192,3 +192,27 @@ def test_run_ris_on_grefcoco_adds_the_head_and_reports_generalized_metrics(tmp_p
     assert results["eval_testA_num_samples"] == 1 and "eval_testA_T_acc" in results
     assert results["eval_testB_num_samples"] == 1
     assert "| baseline: always no target |" in (out / "results.md").read_text()
+
+
+def test_checkpoint_saved_before_the_head_existed_loads_and_runs_as_before():
+    """tests/fixtures/asda_pre_refactor was saved by code that had no head: same logits, no target logits."""
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    folder = Path(__file__).parent / "fixtures" / "asda_pre_refactor"
+    assert "no_target_head" not in json.loads((folder / "config.json").read_text())
+    model, info = ASDAForReferringSegmentation.from_pretrained(folder, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    assert model.config.no_target_head is False
+    expected = load_file(folder / "expected.safetensors")
+    inputs = (expected["pixel_values"], expected["input_ids"], expected["attention_mask"])
+    with torch.no_grad():
+        out = model.eval()(*inputs)
+    assert out.target_logits is None and "target_logits" not in out.keys()  # tuples keep their old layout
+    torch.testing.assert_close(out.logits, expected["logits"], rtol=0, atol=1e-6)
+    # Fine-tuning it on gRefCOCO adds a head; the masks it paints do not move.
+    model.add_no_target_head()
+    with torch.no_grad():
+        again = model(*inputs)
+    assert torch.equal(again.logits, out.logits) and again.target_logits.shape == (2,)
