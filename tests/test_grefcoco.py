@@ -55,3 +55,35 @@ def test_grefcoco_clear_errors(tmp_path):
         load_referring_dataset(root, dataset_config="grefcoco", split_by="umd", cache_dir=str(tmp_path / "c"))
     with pytest.raises(ValueError, match=r"Split\(s\) \['test'\] not in"):
         load(root, tmp_path, splits=["test"])
+
+
+def test_prepare_refcoco_prepares_grefcoco_and_the_prepared_form_keeps_the_targets(tmp_path):
+    import json
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    root = gfx.write_grefcoco(str(tmp_path / "g"), "p")
+    out = tmp_path / "prepared"
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", "prepare_refcoco.py")
+    command = [
+        sys.executable, script, "--dataset_name", root, "--dataset_config", "grefcoco", "--split_by", "unc",
+        "--output_dir", str(out), "--cache_dir", str(tmp_path / "cache"),
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (
+        "missing_image: 1 row(s); ref ids: 26" in result.stdout
+        and "bad_target: 1 row(s); ref ids: 27" in result.stdout
+    )
+    problems = json.loads((out / "problems.json").read_text())
+    assert problems["rows_per_split"] == {"train": 4, "val": 2, "testA": 1, "testB": 1}
+    shutil.rmtree(os.path.join(root, "images"))  # the prepared form carries its images
+    for path in (str(out), str(out / "parquet")):
+        prepared = load_referring_dataset(path, cache_dir=str(tmp_path / "c2"))
+        rows = {row["sample_id"]: row for split in prepared.values() for row in split}
+        assert sorted(rows) == sorted(gfx.EXPECTED)
+        for sample_id, (_, mask, no_target, num_targets) in gfx.EXPECTED.items():
+            assert (rows[sample_id]["no_target"], rows[sample_id]["num_targets"]) == (no_target, num_targets)
+            np.testing.assert_array_equal(np.asarray(rows[sample_id]["mask"]) > 0, mask.astype(bool))
