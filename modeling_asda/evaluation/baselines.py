@@ -131,3 +131,46 @@ def no_target_baseline(dataset: Dataset) -> dict:
     ]
     zeros = [0] * len(gt_areas)
     return {ALWAYS_NO_TARGET: {**summarize(zeros, gt_areas), **generalized_summary(zeros, gt_areas, gt_areas, zeros)}}
+
+
+def annotation_baseline_counts(dataset: Dataset, instances_path: str, seed: int = 0) -> dict:
+    """Like `generalized_baseline_counts`, for a data set read from COCO-style annotations (gRefCOCO layout):
+    "all objects" unites every non-crowd annotation of the row's image, "random object" takes one of them."""
+    import json
+
+    from ..data.masks import decode_segmentation
+
+    with open(instances_path, encoding="utf-8") as f:
+        annotations = json.load(f)["annotations"]
+    by_image = {}
+    for ann in annotations:
+        if not ann.get("iscrowd", 0):
+            by_image.setdefault(ann["image_id"], []).append(ann["segmentation"])
+    rng = np.random.default_rng(seed)
+    counts = {name: ([], [], [], []) for name in (ALL_OBJECTS, RANDOM_OBJECT, ALWAYS_NO_TARGET)}
+    cache = {}
+    for row in dataset.select_columns(["sample_id", "image_id", "mask", "width", "height"]):
+        gt = _gt_mask(row)
+        key = row["image_id"]
+        if key not in cache:  # rows of one image are usually adjacent; keep only the current image
+            shape = (row["height"], row["width"])
+            cache = {key: [decode_segmentation(seg, *shape).astype(bool) for seg in by_image.get(key, [])]}
+        objects = cache[key] or [np.zeros_like(gt)]
+        choices = (
+            (ALL_OBJECTS, np.logical_or.reduce(objects)),
+            (RANDOM_OBJECT, objects[int(rng.integers(len(objects)))]),
+            (ALWAYS_NO_TARGET, np.zeros_like(gt)),
+        )
+        for name, pred in choices:
+            i, u = intersection_and_union(pred, gt)
+            for values, value in zip(counts[name], (i, u, int(gt.sum()), int(pred.sum()))):
+                values.append(value)
+    return counts
+
+
+def annotation_baselines(dataset: Dataset, instances_path: str, seed: int = 0) -> dict:
+    """{row name: metrics} of the three generalized baselines from the annotations file of the data set."""
+    results = {}
+    for name, (inter, union, gt, pred) in annotation_baseline_counts(dataset, instances_path, seed).items():
+        results[name] = {**summarize(inter, union), **generalized_summary(inter, union, gt, pred)}
+    return results

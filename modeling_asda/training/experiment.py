@@ -252,6 +252,19 @@ def split_results(eval_metrics: dict, splits) -> dict:
     }
 
 
+def grefcoco_instances(data_args):
+    """instances.json of a gRefCOCO-layout --dataset_name, or None for any other source."""
+    from ..data.grefcoco import find_grefcoco_files
+    from ..data.loading import detect_format
+
+    if not os.path.exists(data_args.dataset_name):
+        return None
+    detected = detect_format(data_args.dataset_name, data_args.dataset_config)
+    if detected.kind != "grefcoco":
+        return None
+    return find_grefcoco_files(detected.path, data_args.split_by)[1]
+
+
 def finish_run(
     trainer,
     model_args,
@@ -268,6 +281,7 @@ def finish_run(
     """Print the paper-style table (with baselines on synthetic data), write results.md and the model card."""
     output_dir = training_args.output_dir
     from ..evaluation.baselines import (
+        annotation_baselines,
         is_generalized,
         language_blind_baselines,
         no_target_baseline,
@@ -283,7 +297,11 @@ def finish_run(
                 method = synthetic_generalized_baselines if generalized else language_blind_baselines
                 baselines = method(dataset, seed=training_args.seed)
             elif generalized and data_args.baselines:
-                baselines = no_target_baseline(dataset)  # needs no scene: the masks say which rows are empty
+                instances = grefcoco_instances(data_args)
+                if instances is not None:  # the objects of each image come from the annotations
+                    baselines = annotation_baselines(dataset, instances, seed=training_args.seed)
+                else:  # a prepared copy: only the masks are known, which say which rows are empty
+                    baselines = no_target_baseline(dataset)
             elif (
                 data_args.baselines
                 and os.path.isdir(data_args.dataset_name)
