@@ -17,7 +17,7 @@ import os
 import re
 
 from .convert import make_record, normalize_split
-from .refer import _sentence_text, load_refs
+from .refer import load_refs
 from .report import BAD_TARGET, EMPTY_MASK, MISSING_ANNOTATION
 
 DATASET_FOLDER = "grefcoco"
@@ -57,6 +57,11 @@ def find_grefcoco_files(folder, split_by=None):
     if not os.path.isfile(instances_path):
         raise FileNotFoundError(f"No instances.json next to {refs_path}.")
     return refs_path, instances_path
+
+
+def _sentence(sentence, field):
+    text = sentence.get(field)
+    return sentence.get("sent", sentence.get("raw")) if text is None else text  # the other spelling, if one lacks
 
 
 def load_grefs(path):
@@ -119,7 +124,7 @@ def grefcoco_records(refs_path, instances_path, image_root, splits=None, sentenc
                 ann_id=first["id"] if first else -1,
                 image_id=ref["image_id"],
                 category_id=categories[0] if categories else (first.get("category_id", -1) if first else -1),
-                sentences=[(s["sent_id"], _sentence_text(s, sentence_field)) for s in ref["sentences"]],
+                sentences=[(s["sent_id"], _sentence(s, sentence_field)) for s in ref["sentences"]],
                 sample_prefix=ref["ref_id"],
                 image={"path": os.path.abspath(os.path.join(image_root, img["file_name"])) if img else None},
                 image_key=ref["image_id"],

@@ -213,10 +213,13 @@ def render_model_card(context: dict) -> ModelCard:
 
 def write_model_card(model, output_dir, model_args, data_args, training_args, rows, summary):
     """README.md (the card) and model_card.json (its render context) in `output_dir`; returns the card."""
-    from ..training.experiment import TABLE_METRICS
+    from ..training.experiment import GENERALIZED_TABLE_METRICS, TABLE_METRICS
     from .metrics import format_results_table
 
-    table = format_results_table(rows, metrics=TABLE_METRICS) if rows else ""
+    generalized = getattr(model.config, "no_target_head", False)  # judged by ReLA's metrics, as trained
+    table = (
+        format_results_table(rows, metrics=GENERALIZED_TABLE_METRICS if generalized else TABLE_METRICS) if rows else ""
+    )
     context = build_card_context(model, model_args, data_args, training_args, rows, summary, table)
     card = render_model_card(context)
     os.makedirs(output_dir, exist_ok=True)
