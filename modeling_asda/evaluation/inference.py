@@ -76,6 +76,10 @@ def load_split(
             raise ValueError(f"the synthetic data has splits {list(sizes)}, not {split!r}")
         counts = {name: 0 for name in sizes.values()}
         counts[sizes[split]] = synthetic_num
+        if dataset_config == "generalized":  # run_ris.py --dataset_config generalized: the same rows
+            from ..data.synthetic import GENERALIZED
+
+            counts.update(GENERALIZED)
         dataset = load_referring_dataset("synthetic", seed=synthetic_seed, **counts)
     else:
         dataset = load_referring_dataset(
