@@ -218,3 +218,26 @@ def test_checkpoint_saved_before_the_head_existed_loads_and_runs_as_before():
     with torch.no_grad():
         again = model(*inputs)
     assert torch.equal(again.logits, out.logits) and again.target_logits.shape == (2,)
+
+
+def test_pipeline_says_when_an_expression_names_nothing():
+    from modeling_asda.pipeline_asda import ReferringSegmentationPipeline
+
+    torch.manual_seed(0)
+    model = ASDAForReferringSegmentation(small_config(no_target_head=True)).eval()
+    processor = ASDAProcessor.from_model_config(model.config)
+    with torch.no_grad():  # strong response masks, so the mask is not empty by itself; the test sets the verdict
+        model.aligner.decoder.proj.bias.fill_(50.0)
+    pipe = ReferringSegmentationPipeline(model=model, processor=processor, device="cpu")
+    image = np.full((30, 40, 3), 120, np.uint8)
+    verdicts = {}
+    for bias in (-20.0, 20.0):
+        with torch.no_grad():
+            model.no_target_head.out.bias.fill_(bias)
+            model.no_target_head.out.weight.zero_()
+        verdicts[bias] = pipe(image, text="the green hexagon", mask_format="numpy")
+    absent, present = verdicts[-20.0], verdicts[20.0]
+    assert absent["target_present"] is False and not absent["mask"].any() and absent["mask"].shape == (30, 40)
+    assert absent["score"] == pytest.approx(torch.sigmoid(torch.tensor(-20.0)).item())
+    assert present["target_present"] is True and present["score"] == pytest.approx(1.0)
+    assert present["mask"].any()
