@@ -84,10 +84,11 @@ def overlay_mask(image, mask, text: str | None = None, color=MASK_COLOR, alpha: 
 
 
 def banner_text(result: dict) -> str:
-    """The overlay caption of a pipeline result: the expression, and "no target" when the mask is empty."""
-    present = result.get("target_present", True)
-    suffix = f"  [score {result['score']:.2f}" + ("" if present else ", no target") + "]"
-    return f"{result['text']}{suffix}"
+    """The overlay caption of a pipeline result: the expression, and "no target" when nothing was found
+    (the score and target_present are in predictions.jsonl)."""
+    if result.get("target_present", True):
+        return result["text"]
+    return f"{result['text']} [no target, score {result['score']:.2f}]"
 
 
 def _draw_banner(image: Image.Image, text: str) -> None:
