@@ -7,8 +7,8 @@
 
 For every (image, expression) pair, OUTPUT_DIR gets `<image>_<k>_<expression>_mask.png` (0/255, the
 image's original size) and `<image>_<k>_<expression>_overlay.png` (the mask tinted on the image, the
-expression and score written on it), and predictions.jsonl lists them with the score, `target_present` and
-the selected layers. A checkpoint with a no-target head (gRefCOCO) gives an empty mask, target_present false
+expression written on it), and predictions.jsonl lists them with the score, `target_present` and the
+selected layers. A checkpoint with a no-target head (gRefCOCO) gives an empty mask, target_present false
 and "no target" on the overlay for an expression that names nothing; its score is the probability that the
 expression names something (without the head: the mean mask probability).
 --expressions takes a JSON {"image name": "expression" or ["expression", ...]} or a CSV with the header
