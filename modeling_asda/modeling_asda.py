@@ -85,6 +85,18 @@ class ASDAPreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
     _no_split_modules = ["CLIPEncoderLayer", "ASDALocalSelfAttentionLayer", "ASDAWordCrossAttentionLayer"]
 
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """`PreTrainedModel.save_pretrained`, plus the `custom_pipelines` entry of the referring-segmentation pipeline.
+
+        Any folder saved this way (with the processor saved beside it) serves
+        `pipeline("referring-image-segmentation", model=folder, trust_remote_code=True)`: the import below makes
+        `pipeline_asda.py` one of the files transformers copies next to the weights.
+        """
+        from .pipeline_asda import pipeline_config_entry
+
+        self.config.custom_pipelines = pipeline_config_entry()
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
     @torch.no_grad()
     def initialize_weights(self):
         super().initialize_weights()

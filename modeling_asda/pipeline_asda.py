@@ -7,12 +7,11 @@
     result["mask"].save("mask.png")  # PIL "L" image, 0/255, at the image's original size
 
 This file is Hub-facing: it travels inside checkpoints and imports nothing from the asda package, so a
-checkpoint folder works for users who never installed it. The checkpoint's `config.json` names this file
-under `custom_pipelines` (written by `add_pipeline_to_checkpoint` or `ReferringSegmentationPipeline.save_pretrained`),
-which is how `pipeline(...)` finds it without a local registration.
+checkpoint folder works for users who never installed it. `ASDAForReferringSegmentation.save_pretrained`
+copies it next to the weights and names it under `custom_pipelines` in `config.json`, which is how
+`pipeline(...)` finds it without a local registration.
 """
 
-import json
 import os
 from pathlib import Path
 
@@ -20,7 +19,6 @@ import numpy as np
 import torch
 from PIL import Image
 from transformers import AutoModel, Pipeline
-from transformers.dynamic_module_utils import custom_object_save
 from transformers.image_utils import load_image
 from transformers.pipelines import PIPELINE_REGISTRY
 
@@ -217,8 +215,8 @@ def _layer(index):
     return int(torch.as_tensor(index).reshape(-1)[0])
 
 
-def _pipeline_entry() -> dict:
-    """The config.custom_pipelines entry, as Pipeline.save_pretrained writes it."""
+def pipeline_config_entry() -> dict:
+    """The config's `custom_pipelines` entry, as `Pipeline.save_pretrained` writes it."""
     impl = PIPELINE_REGISTRY.supported_tasks[TASK]
     return {
         TASK: {
@@ -229,29 +227,8 @@ def _pipeline_entry() -> dict:
     }
 
 
-def add_pipeline_to_checkpoint(save_directory, model=None) -> None:
-    """Make a checkpoint folder (weights, config and processor already saved) load with `pipeline(TASK, ...)`.
-
-    Adds `custom_pipelines` to the folder's `config.json` (the rest of the file is kept as saved) and copies
-    this file next to the weights; nothing is written again. With `model`, its config gets the entry too,
-    so that later `save_pretrained` calls keep it.
-    """
-    config_file = os.path.join(save_directory, "config.json")
-    if not os.path.isfile(config_file):
-        raise FileNotFoundError(f"{save_directory} has no config.json; save the model there first")
-    with open(config_file, encoding="utf-8") as handle:
-        config = json.load(handle)
-    config["custom_pipelines"] = _pipeline_entry()
-    with open(config_file, "w", encoding="utf-8") as handle:
-        json.dump(config, handle, indent=2, sort_keys=True)
-        handle.write("\n")
-    if model is not None:
-        model.config.custom_pipelines = _pipeline_entry()
-    custom_object_save(ReferringSegmentationPipeline, save_directory)
-
-
 PIPELINE_REGISTRY.register_pipeline(
     TASK, pipeline_class=ReferringSegmentationPipeline, pt_model=AutoModel, type="multimodal"
 )
 
-__all__ = ["ReferringSegmentationPipeline", "add_pipeline_to_checkpoint", "TASK"]
+__all__ = ["ReferringSegmentationPipeline", "TASK", "pipeline_config_entry"]

@@ -19,7 +19,6 @@ import datasets
 import transformers
 from transformers import HfArgumentParser, set_seed
 
-from modeling_asda.pipeline_asda import add_pipeline_to_checkpoint
 from modeling_asda.training.arguments import DataArguments, ModelArguments, RISTrainingArguments
 from modeling_asda.training.experiment import (
     build_model_and_processor,
@@ -88,9 +87,7 @@ def main(argv=None):
     if training_args.do_train:
         result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
         train_metrics = dict(result.metrics, train_samples=len(splits.train))
-        trainer.save_model()  # weights + config + custom code + processor
-        if trainer.is_world_process_zero():  # pipeline("referring-image-segmentation") travels with the folder
-            add_pipeline_to_checkpoint(training_args.output_dir, trainer.model)
+        trainer.save_model()  # weights, config, code (pipeline included) and processor
         trainer.log_metrics("train", train_metrics)
         trainer.save_metrics("train", train_metrics)
         trainer.save_state()

@@ -1,7 +1,7 @@
 """A small trained ASDA checkpoint for the inference tests: tiny preset, a few optimiser steps on synthetic scenes.
 
 Seconds on CPU instead of a `run_ris.py` run; the folder has what a run writes for inference (weights,
-config, code, processor) plus the pipeline entry. A few steps do not make a segmenter: its probabilities
+config, code, processor), which is all the pipeline needs. A few steps do not make a segmenter: its probabilities
 can lie all above or all below the published 0.35. So the checkpoint's `mask_threshold` is set to the
 60th percentile of its probabilities on the training images; masks then cover part of each image and
 differ between images, which is what comparisons of masks need.
@@ -12,7 +12,6 @@ import torch
 
 from modeling_asda import ASDAConfig, ASDAForReferringSegmentation, ASDAProcessor
 from modeling_asda.data.synthetic import build_synthetic_dataset
-from modeling_asda.pipeline_asda import add_pipeline_to_checkpoint
 
 
 def synthetic_rows(num: int, split: str = "val", seed: int = 0):
@@ -45,7 +44,6 @@ def make_trained_checkpoint(folder, steps: int = 6, seed: int = 0):
     model.config.mask_threshold = round(float(torch.quantile(logits.sigmoid().flatten(), 0.6)), 4)
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
-    add_pipeline_to_checkpoint(folder, model)
     return model, processor
 
 

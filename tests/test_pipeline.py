@@ -51,6 +51,7 @@ def pairs(tmp_path_factory):
 
 
 def test_saved_folder_has_the_pipeline_entry(trained_checkpoint):  # noqa: F811
+    """The fixture folder is a plain model.save_pretrained + processor.save_pretrained: nothing added by hand."""
     folder, _, _ = trained_checkpoint
     config = json.loads((folder / "config.json").read_text())
     assert config["custom_pipelines"] == {
@@ -60,12 +61,8 @@ def test_saved_folder_has_the_pipeline_entry(trained_checkpoint):  # noqa: F811
     assert config["auto_map"]["AutoModel"] == "modeling_asda.ASDAForReferringSegmentation"  # kept as saved
 
 
-def test_adding_the_pipeline_needs_a_saved_checkpoint(tmp_path):
-    with pytest.raises(FileNotFoundError, match="has no config.json"):
-        pipeline_asda.add_pipeline_to_checkpoint(tmp_path)
-
-
 def test_fresh_offline_process_pipeline_equals_model_and_processor(trained_checkpoint, pairs, tmp_path):  # noqa: F811
+    # `folder` was written by plain model.save_pretrained + processor.save_pretrained.
     folder, model, processor = trained_checkpoint
     # A second folder written by the pipeline's own save_pretrained (weights, code, processor, pipeline entry).
     resaved = tmp_path / "resaved"
