@@ -414,7 +414,7 @@ class ASDAImageProcessor(BaseImageProcessor):
         self,
         logits,
         original_sizes,
-        threshold: float | None = 0.35,
+        threshold: float | None,
         target_logits=None,
         no_target_threshold: float = 0.5,
         return_scores: bool = False,
@@ -426,8 +426,8 @@ class ASDAImageProcessor(BaseImageProcessor):
             logits (`torch.Tensor` of shape (B, 1, h, w) or (B, h, w)): mask logits at any resolution covering
                 the letterboxed square (the model's output is image_size / 2).
             original_sizes: (B, 2) tensor or list of (height, width), as returned in `original_sizes`.
-            threshold (`float` or `None`, defaults to 0.35): probability above which a pixel is foreground.
-                `None` returns the probabilities instead.
+            threshold (`float` or `None`): probability above which a pixel is foreground, usually the model's
+                `config.mask_threshold`. `None` returns the probabilities instead.
             target_logits (`torch.Tensor` of shape (B,), *optional*): `ASDAOutput.target_logits` of a model with
                 a no-target head. A sample whose target probability is below `no_target_threshold` gets an
                 empty mask (all False, or all-zero probabilities).

@@ -15,7 +15,6 @@ import re
 from pathlib import Path
 
 import torch
-import transformers
 from transformers import CLIPTokenizer
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.processing_utils import ProcessorMixin
@@ -85,12 +84,7 @@ class ASDAProcessor(ProcessorMixin):
     max_length=config.max_text_length)` or [`~ASDAProcessor.from_model_config`].
     """
 
-    # Transformers 4.x reads the sub-processors from these; 5.x infers them from `__init__` and warns
-    # that `*_class` is deprecated, so they are declared for 4.x only.
     attributes = ["image_processor", "tokenizer"]
-    if int(transformers.__version__.split(".")[0]) < 5:
-        image_processor_class = "AutoImageProcessor"
-        tokenizer_class = "AutoTokenizer"
 
     def __init__(
         self, image_processor=None, tokenizer=None, max_length: int = 17, image_size: int | None = None, **kwargs
@@ -195,7 +189,7 @@ class ASDAProcessor(ProcessorMixin):
         self,
         logits,
         original_sizes,
-        threshold: float | None = 0.35,
+        threshold: float | None,
         target_logits=None,
         no_target_threshold: float = 0.5,
         return_scores: bool = False,

@@ -21,7 +21,9 @@ def segment(model, processor, images, texts):
     inputs = processor(images=images, text=texts, return_tensors="pt")
     with torch.no_grad():
         logits = model(inputs["pixel_values"], inputs["input_ids"], inputs["attention_mask"]).logits
-    return inputs, processor.post_process_masks(logits, inputs["original_sizes"])
+    return inputs, processor.post_process_masks(
+        logits, inputs["original_sizes"], threshold=model.config.mask_threshold
+    )
 
 
 @pytest.mark.parametrize("size", [(1, 1), (10000, 50), (50, 10000), (3, 700)])

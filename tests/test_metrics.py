@@ -8,14 +8,13 @@ import numpy as np
 import pytest
 import torch
 
+from modeling_asda.data.loading import is_hub_id
 from modeling_asda.evaluation.metrics import (
     METRIC_KEYS,
-    RISMetricAccumulator,
-    batch_intersection_and_union,
     compute_metrics,
     format_results_table,
     intersection_and_union,
-    merge_split_results,
+    iou_from_counts,
     summarize,
 )
 
@@ -112,8 +111,6 @@ def test_shape_mismatch_names_both_shapes():
         intersection_and_union(np.zeros((2, 3)), np.zeros((3, 2)))
     with pytest.raises(ValueError, match=r"expression 1: .*pred \(2, 2\) and gt \(2, 3\)"):
         compute_metrics([PREDS[0], PREDS[1]], [GTS[0], GTS[2]])
-    with pytest.raises(ValueError, match=r"pred \(2, 4, 4\) and gt \(2, 4, 5\)"):
-        batch_intersection_and_union(torch.zeros(2, 4, 4), torch.zeros(2, 4, 5))
 
 
 def test_bad_masks_are_refused():
@@ -123,8 +120,6 @@ def test_bad_masks_are_refused():
         intersection_and_union(np.zeros((2, 2)), np.array([[0, 1], [2, 0]]))  # a label map
     with pytest.raises(ValueError, match=r"2-D.*\(1, 2, 2\)"):
         intersection_and_union(np.zeros((1, 2, 2)), np.zeros((1, 2, 2)))
-    with pytest.raises(ValueError, match=r"\(batch, height, width\)"):
-        batch_intersection_and_union(torch.zeros(4, 4), torch.zeros(4, 4))
     with pytest.raises(ValueError, match="empty set"):
         summarize([], [])
     with pytest.raises(ValueError, match="expression 1: .*I=3 U=2"):
@@ -133,29 +128,25 @@ def test_bad_masks_are_refused():
         compute_metrics(PREDS[:2], GTS[:1])
 
 
-def test_batched_torch_counts():
-    pred = torch.tensor([[[1, 1], [0, 0]], [[0, 0], [0, 0]], [[1, 1], [1, 1]]])
-    gt = torch.tensor([[[1, 0], [0, 0]], [[0, 0], [0, 0]], [[0, 1], [1, 0]]], dtype=torch.bool)
-    intersections, unions = batch_intersection_and_union(pred, gt)
-    assert intersections.tolist() == [1, 0, 2]
-    assert unions.tolist() == [2, 0, 4]
-    with pytest.raises(ValueError, match="pred must be a binary mask"):
-        batch_intersection_and_union(pred * 0.5, gt)
+def test_iou_of_one_pair():
+    assert [iou_from_counts(*intersection_and_union(p, g)) for p, g in zip(PREDS, GTS)] == [
+        2 / 3,
+        1 / 2,
+        1.0,
+        0.0,
+        0.0,
+    ]
 
 
-def test_accumulator_matches_hand_numbers():
-    accumulator = RISMetricAccumulator()
-    for pred, gt in zip(PREDS[:3], GTS[:3]):
-        accumulator.add(torch.from_numpy(pred), gt)
-    # D and E have equal sizes: add them as one batch
-    accumulator.add_batch(torch.from_numpy(np.stack(PREDS[3:])), torch.from_numpy(np.stack(GTS[3:])))
-    assert len(accumulator) == 5
-    assert_metrics(accumulator.compute(), EXPECTED)
-
-
-def test_merge_split_results():
-    merged = merge_split_results({"val": {"mIoU": 0.5, "oIoU": 0.25}, "testA": {"mIoU": 0.75}}, prefix="eval_")
-    assert merged == {"eval_val_mIoU": 0.5, "eval_val_oIoU": 0.25, "eval_testA_mIoU": 0.75}
+def test_hub_ids_are_told_from_local_paths(tmp_path, monkeypatch):
+    assert is_hub_id("jxu124/refcoco") and is_hub_id("lmms-lab/RefCOCO")
+    assert not is_hub_id("refcoco")  # no owner
+    assert not is_hub_id("a/b/c") and not is_hub_id("bad name/x") and not is_hub_id("x/..") and not is_hub_id(None)
+    (tmp_path / "owner").mkdir()
+    (tmp_path / "owner" / "name").mkdir()
+    assert is_hub_id("owner/name")
+    monkeypatch.chdir(tmp_path)
+    assert not is_hub_id("owner/name")  # an existing local folder wins
 
 
 def test_results_table():

@@ -273,7 +273,7 @@ def test_mask_letterbox_round_trip(name, resolution):
     boxed = ip.letterbox_masks(mask)
     assert boxed.shape == (1, 416, 416) and set(boxed.unique().tolist()) == {0.0, 1.0}
     logits = (boxed[:, None] * 40 - 20) if resolution == "full" else half_resolution_logits(boxed)
-    (restored,) = ip.post_process_masks(logits, [mask.shape])
+    (restored,) = ip.post_process_masks(logits, [mask.shape], threshold=0.35)
     assert restored.dtype == torch.bool and restored.shape == mask.shape
     restored = restored.numpy()
     assert iou(restored, mask) >= 0.99
@@ -289,7 +289,7 @@ def test_one_pixel_mask_round_trip(value):
     boxed = ip.letterbox_masks(mask)
     assert boxed.eq(value).all()  # one pixel fills the whole square
     for logits in (boxed[:, None] * 40 - 20, half_resolution_logits(boxed)):
-        assert ip.post_process_masks(logits, torch.tensor([[1, 1]]))[0].tolist() == [[bool(value)]]
+        assert ip.post_process_masks(logits, torch.tensor([[1, 1]]), threshold=0.35)[0].tolist() == [[bool(value)]]
 
 
 def test_letterbox_masks_matches_image_geometry_and_accepts_kinds():
@@ -331,7 +331,7 @@ def test_post_process_follows_the_published_order():
     rh, rw = round(5 * 16 / 11), 16  # 7 x 16, top (16 - 7) // 2 = 4
     expected = bilinear_half_pixel(square[4 : 4 + rh, 0:rw], *original)
     np.testing.assert_allclose(probabilities.numpy(), expected, atol=1e-5)
-    (masks,) = ip.post_process_masks(logits, [original])
+    (masks,) = ip.post_process_masks(logits, [original], threshold=0.35)
     np.testing.assert_array_equal(masks.numpy(), expected > 0.35)
 
 
@@ -339,8 +339,8 @@ def test_threshold_is_strict_and_at_0_35():
     ip = ASDAImageProcessor(image_size=8)
     logit = lambda p: math.log(p / (1 - p))  # noqa: E731
     low, high = torch.full((2, 1, 4, 4), logit(0.349)), torch.full((2, 1, 4, 4), logit(0.351))
-    assert not any(m.any() for m in ip.post_process_masks(low, [(3, 9), (9, 3)]))
-    results = ip.post_process_masks(high, [(3, 9), (9, 3)])
+    assert not any(m.any() for m in ip.post_process_masks(low, [(3, 9), (9, 3)], threshold=0.35))
+    results = ip.post_process_masks(high, [(3, 9), (9, 3)], threshold=0.35)
     assert [tuple(m.shape) for m in results] == [(3, 9), (9, 3)] and all(m.all() for m in results)
 
 
@@ -357,7 +357,7 @@ def test_threshold_is_strict_and_at_0_35():
 )
 def test_post_process_bad_inputs(logits, sizes, message):
     with pytest.raises(ValueError, match=message):
-        ASDAImageProcessor(image_size=8).post_process_masks(logits, sizes)
+        ASDAImageProcessor(image_size=8).post_process_masks(logits, sizes, threshold=0.35)
 
 
 # ---------------------------------------------------------------------------------- processor --
@@ -413,8 +413,8 @@ def test_processor_bad_inputs(processor, caplog):
 def test_processor_post_process_delegates(processor):
     logits = torch.randn(2, 1, 208, 208)
     sizes = torch.tensor([[300, 200], [50, 600]])
-    ours = processor.post_process_masks(logits, sizes)
-    theirs = processor.image_processor.post_process_masks(logits, sizes)
+    ours = processor.post_process_masks(logits, sizes, threshold=0.35)
+    theirs = processor.image_processor.post_process_masks(logits, sizes, threshold=0.35)
     assert all(torch.equal(a, b) for a, b in zip(ours, theirs))
 
 
@@ -432,7 +432,7 @@ FRESH_PROCESS = textwrap.dedent(
     inputs = json.load(open(folder + "/inputs.json"))
     images = [np.load(folder + "/image0.npy"), Image.open(folder + "/image1.png")]
     out = dict(processor(images=images, text=inputs["text"], return_tensors="pt"))
-    out["masks"] = processor.post_process_masks(torch.load(folder + "/logits.pt", weights_only=True), out["original_sizes"])
+    out["masks"] = processor.post_process_masks(torch.load(folder + "/logits.pt", weights_only=True), out["original_sizes"], threshold=0.35)
     out["modules"] = [type(processor).__module__, type(processor.image_processor).__module__]
     out["imported_package"] = "modeling_asda" in sys.modules
     torch.save(out, folder + "/outputs.pt")
@@ -469,5 +469,5 @@ def test_saved_processor_loads_offline_in_a_fresh_process(tmp_path):
     ours = processor(images=images, text=texts, return_tensors="pt")
     for key in ("pixel_values", "original_sizes", "input_ids", "attention_mask"):
         assert torch.equal(ours[key], theirs[key]), key
-    masks = processor.post_process_masks(logits, ours["original_sizes"])
+    masks = processor.post_process_masks(logits, ours["original_sizes"], threshold=0.35)
     assert all(torch.equal(a, b) for a, b in zip(masks, theirs["masks"]))

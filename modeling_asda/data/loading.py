@@ -19,6 +19,8 @@ import os
 import re
 from collections import namedtuple
 
+from huggingface_hub.utils import HFValidationError, validate_repo_id
+
 from .convert import build_dataset_dict, file_identity, normalize_split, records_of, shard_by_image
 from .grefcoco import find_grefcoco_files, grefcoco_records, is_grefcoco_folder
 from .hub_formats import (
@@ -39,8 +41,6 @@ logger = logging.getLogger(__name__)
 FORMATS = ("refer", "grefcoco", "lmms-lab", "jxu124", "prepared")
 
 DetectedFormat = namedtuple("DetectedFormat", ["kind", "path", "parquet_files"])
-
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 def detect_format(path, dataset_config=None):
@@ -107,10 +107,22 @@ def _detect_parquet(where, files):
     return DetectedFormat(kind, where, files)
 
 
+def is_hub_id(name) -> bool:
+    """True for an `owner/name` Hub repository id that is not also an existing local path."""
+    name = str(name or "")
+    if name.count("/") != 1 or os.path.exists(name):
+        return False
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return True
+
+
 def _local_path(name_or_path, revision=None, token=None, cache_dir=None):
     if os.path.exists(name_or_path):
         return name_or_path
-    if not _HUB_ID.match(name_or_path):
+    if not is_hub_id(name_or_path):
         raise FileNotFoundError(
             f"{name_or_path} is neither an existing file/folder nor a Hub data set id (owner/name)."
         )

@@ -10,7 +10,7 @@ On generalized splits (expressions that name nothing or several objects) the row
 - random object: as above; on a no-target row it is always wrong, on a multi-target row partly right;
 - always no target: an empty mask for every expression (right exactly on the no-target rows).
 
-All are computed at the original image resolution with `modeling_asda.metrics`, so their numbers
+All are computed at the original image resolution with `evaluation.metrics`, so their numbers
 compare directly with the model's. A model that reads the expressions must beat both by far.
 """
 
@@ -46,8 +46,9 @@ def whole_image_counts(dataset: Dataset):
     intersections, unions = [], []
     for row in dataset:
         gt = _gt_mask(row)
-        intersections.append(int(np.count_nonzero(gt)))
-        unions.append(int(gt.size))  # the prediction covers everything
+        i, u = intersection_and_union(np.ones_like(gt), gt)
+        intersections.append(i)
+        unions.append(u)
     return intersections, unions
 
 

@@ -24,22 +24,19 @@ def resolve_device(device: str | None) -> torch.device:
     return resolved
 
 
-def load_model_and_processor(name_or_path: str, revision: str | None = None, device=None):
+def load_checkpoint(name_or_path: str, revision: str | None = None, **config_overrides):
     """The model and processor of a checkpoint with this package's classes (none of the checkpoint's code runs).
 
-    The model is moved to `device` and put in eval mode. The processor is the one saved with the checkpoint;
-    a checkpoint without one gets a processor built from its config (same image size and text length).
+    `config_overrides` go to the model's config. The processor is the one saved with the checkpoint; a
+    checkpoint without one, or with one of another image size, gets a processor built from the model's config.
     """
     if not os.path.isdir(name_or_path) and os.path.exists(name_or_path):
-        raise ValueError(
-            f"--model {name_or_path!r} is a file; pass the checkpoint folder (with config.json) or a Hub id"
-        )
-    model = ASDAForReferringSegmentation.from_pretrained(name_or_path, revision=revision)
-    model.to(device if isinstance(device, torch.device) else resolve_device(device)).eval()
+        raise ValueError(f"{name_or_path!r} is a file; pass the checkpoint folder (with config.json) or a Hub id")
+    model = ASDAForReferringSegmentation.from_pretrained(name_or_path, revision=revision, **config_overrides)
     config = model.config
     try:
         processor = ASDAProcessor.from_pretrained(name_or_path, revision=revision)
-    except OSError:
+    except (OSError, ValueError):
         logger.warning(f"{name_or_path}: no processor saved with the checkpoint; building one from its config.")
         processor = None
     if processor is not None and processor.image_processor.image_size != config.image_size:
@@ -50,6 +47,13 @@ def load_model_and_processor(name_or_path: str, revision: str | None = None, dev
         processor = None
     if processor is None:
         processor = ASDAProcessor.from_model_config(config)
+    return model, processor
+
+
+def load_model_and_processor(name_or_path: str, revision: str | None = None, device=None):
+    """`load_checkpoint`, with the model moved to `device` (see `resolve_device`) and put in eval mode."""
+    model, processor = load_checkpoint(name_or_path, revision=revision)
+    model.to(device if isinstance(device, torch.device) else resolve_device(device)).eval()
     return model, processor
 
 

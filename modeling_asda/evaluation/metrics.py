@@ -1,6 +1,6 @@
 """Referring-segmentation metrics: per-expression intersection and union, and their summaries.
 
-Definitions (ASDA spec section 9, as in the referring-segmentation literature):
+Definitions (as in the referring-segmentation literature):
 
 - Per expression: I = |pred AND gt|, U = |pred OR gt| (pixel counts), IoU = I / U. When U = 0 (both
   masks empty) the IoU is 1: predicting nothing for an expression that refers to nothing is right.
@@ -43,6 +43,12 @@ PREC_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
 METRIC_KEYS = ("mIoU", "oIoU") + tuple(f"Prec@{x}" for x in PREC_THRESHOLDS)
 GENERALIZED_PR_THRESHOLDS = (0.7, 0.8, 0.9)
 GENERALIZED_KEYS = ("gIoU", "cIoU", "N_acc", "T_acc") + tuple(f"Pr@{x}" for x in GENERALIZED_PR_THRESHOLDS)
+# The columns of the paper-style results tables (README, results.md, model cards) and their model row.
+TABLE_METRICS = ("mIoU", "oIoU", "Prec@0.5", "Prec@0.7", "Prec@0.9")
+# Evaluation data with no-target or multi-target expressions (gRefCOCO, generalized synthetic) is reported
+# with ReLA's metrics.
+GENERALIZED_TABLE_METRICS = ("gIoU", "cIoU", "N_acc", "T_acc", "Pr@0.7", "Pr@0.9")
+MODEL_ROW = "ASDA (this run)"
 
 
 def _is_torch_tensor(value) -> bool:
@@ -83,30 +89,8 @@ def intersection_and_union(pred, gt):
     return int(np.count_nonzero(pred & gt)), int(np.count_nonzero(pred | gt))
 
 
-def batch_intersection_and_union(pred, gt):
-    """(I, U) as int64 torch tensors of shape (N,) for masks of shape (N, H, W) (torch or numpy)."""
-    import torch
-
-    pred, gt = torch.as_tensor(pred), torch.as_tensor(gt)
-    if pred.shape != gt.shape:
-        raise ValueError(
-            f"pred and gt masks must have the same shape, got pred {tuple(pred.shape)} and gt {tuple(gt.shape)}"
-        )
-    if pred.dim() != 3:
-        raise ValueError(f"batched masks must have shape (batch, height, width), got {tuple(pred.shape)}")
-
-    def binary(x, name):
-        if x.dtype == torch.bool:
-            return x
-        is_zero = x == 0
-        _check_binary_values(bool((is_zero | (x == 1)).all()), bool((is_zero | (x == 255)).all()), name, x.dtype)
-        return ~is_zero
-
-    pred, gt = binary(pred, "pred"), binary(gt, "gt")
-    return (pred & gt).flatten(1).sum(1), (pred | gt).flatten(1).sum(1)
-
-
 def iou_from_counts(intersection: int, union: int) -> float:
+    """IoU of one expression; 1 when both masks are empty (see the module doc)."""
     return 1.0 if union == 0 else intersection / union
 
 
@@ -187,38 +171,6 @@ def compute_metrics(predictions, references, thresholds: Sequence[float] = PREC_
         except ValueError as error:
             raise ValueError(f"expression {k}: {error}") from None
     return summarize([c[0] for c in counts], [c[1] for c in counts], thresholds)
-
-
-class RISMetricAccumulator:
-    """Collects per-expression counts during an evaluation loop; `compute()` gives the summary."""
-
-    def __init__(self):
-        self.intersections, self.unions = [], []
-
-    def __len__(self):
-        return len(self.intersections)
-
-    def add(self, pred, gt):
-        i, u = intersection_and_union(pred, gt)
-        self.intersections.append(i)
-        self.unions.append(u)
-
-    def add_batch(self, pred, gt):
-        i, u = batch_intersection_and_union(pred, gt)
-        self.intersections.extend(i.tolist())
-        self.unions.extend(u.tolist())
-
-    def compute(self, thresholds: Sequence[float] = PREC_THRESHOLDS) -> dict:
-        return summarize(self.intersections, self.unions, thresholds)
-
-
-def merge_split_results(per_split: Mapping[str, Mapping[str, float]], prefix: str = "") -> dict:
-    """{"val": {"mIoU": ..}, ..} -> {"<prefix>val_mIoU": .., ..}: flat keys for logs and model cards."""
-    merged = {}
-    for split, metrics in per_split.items():
-        for key, value in metrics.items():
-            merged[f"{prefix}{split}_{key}"] = float(value)
-    return merged
 
 
 def format_results_table(

@@ -9,27 +9,23 @@ again with the repository id and the commit sha it learns only then (a pinned `r
 import json
 import logging
 import os
-import re
 from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from ..data.loading import is_hub_id
+from .metrics import GENERALIZED_TABLE_METRICS, MODEL_ROW, TABLE_METRICS, format_results_table
 
 logger = logging.getLogger(__name__)
 
 TEMPLATE_NAME = "model_card_template.md"
 CONTEXT_FILE = "model_card.json"
-MODEL_ROW = "ASDA (this run)"
 DATASET_IDS = {"refcoco": "jxu124/refcoco", "refcoco+": "jxu124/refcocoplus", "refcocog": "jxu124/refcocog"}
 SYNTHETIC_ID = "asda-synthetic"
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 def template_path() -> Path:
     return Path(__file__).resolve().parent / TEMPLATE_NAME
-
-
-def _is_hub_id(name) -> bool:
-    return bool(name) and bool(_HUB_ID.match(str(name))) and not os.path.exists(str(name))
 
 
 def dataset_id(data_args) -> str:
@@ -37,7 +33,7 @@ def dataset_id(data_args) -> str:
     name, config = data_args.dataset_name, data_args.dataset_config
     if name == "synthetic":
         return SYNTHETIC_ID
-    if _is_hub_id(name):
+    if is_hub_id(name):
         return name
     if config in DATASET_IDS:
         return DATASET_IDS[config]
@@ -169,7 +165,7 @@ def build_card_context(model, model_args, data_args, training_args, rows, summar
         metrics=["miou", "oiou"],
         model_name=name,
     )
-    if _is_hub_id(base_model):
+    if is_hub_id(base_model):
         card_data["base_model"] = base_model
     splits = list(rows.get(MODEL_ROW, {}))
     display = "the built-in synthetic data" if data_args.dataset_name == "synthetic" else f"`{dataset_id(data_args)}`"
@@ -213,9 +209,6 @@ def render_model_card(context: dict) -> ModelCard:
 
 def write_model_card(model, output_dir, model_args, data_args, training_args, rows, summary):
     """README.md (the card) and model_card.json (its render context) in `output_dir`; returns the card."""
-    from ..training.experiment import GENERALIZED_TABLE_METRICS, TABLE_METRICS
-    from .metrics import format_results_table
-
     generalized = getattr(model.config, "no_target_head", False)  # judged by ReLA's metrics, as trained
     table = (
         format_results_table(rows, metrics=GENERALIZED_TABLE_METRICS if generalized else TABLE_METRICS) if rows else ""

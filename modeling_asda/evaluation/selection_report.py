@@ -144,7 +144,6 @@ def predict_selection(model, processor, dataset, batch_size: int = 16, use_cpu: 
             args=args,
             data_collator=collate_ris,
             processing_class=processor,
-            mask_threshold=model.config.mask_threshold,
         )
         output = trainer.predict(indexed)
     rows = np.asarray(output.label_ids).astype(np.int64)

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 
+from ..evaluation.metrics import intersection_and_union, iou_from_counts
 from ..image_processing_asda import letterbox_geometry
 
 # Magenta and lime: far from the synthetic data's six colours and from most natural-image colours.
@@ -184,8 +185,7 @@ def explain_pairs(model, processor, images, texts, gt_masks=None, threshold=None
         pred = preds[i].numpy()
         iou = None
         if gt is not None:
-            union = np.count_nonzero(pred | gt)
-            iou = np.count_nonzero(pred & gt) / union if union else 1.0
+            iou = iou_from_counts(*intersection_and_union(pred, gt))
 
         def optional(value, i=i):
             return None if value is None else value[i].float().cpu().tolist()

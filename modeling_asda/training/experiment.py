@@ -12,7 +12,16 @@ from ..data.loading import load_referring_dataset
 from ..data.refer import find_refer_files, is_refer_folder
 from ..data.transforms import AugmentationConfig, RISTransform, collate_ris
 from ..evaluation.expression_types import format_by_type_table, metrics_by_expression_type
-from ..evaluation.metrics import GENERALIZED_KEYS, format_results_table
+from ..evaluation.inference import load_checkpoint
+from ..evaluation.metrics import (
+    GENERALIZED_KEYS,
+    GENERALIZED_TABLE_METRICS,
+    METRIC_KEYS,
+    MODEL_ROW,
+    TABLE_METRICS,
+    format_results_table,
+)
+from ..evaluation.model_card import push_folder_to_hub, write_model_card
 from ..modeling_asda import ASDAForReferringSegmentation
 from ..processing_asda import ASDAProcessor
 from .arguments import parse_config_overrides
@@ -20,13 +29,7 @@ from .trainer import EpochToTransformCallback, RISTrainer, compute_ris_metrics
 
 logger = logging.getLogger(__name__)
 
-METRIC_NAMES = ("mIoU", "oIoU", "Prec@0.5", "Prec@0.6", "Prec@0.7", "Prec@0.8", "Prec@0.9") + GENERALIZED_KEYS
-TABLE_METRICS = ("mIoU", "oIoU", "Prec@0.5", "Prec@0.7", "Prec@0.9")
-# Evaluation data with no-target or multi-target expressions (gRefCOCO, generalized synthetic) is reported
-# with ReLA's metrics.
-GENERALIZED_TABLE_METRICS = ("gIoU", "cIoU", "N_acc", "T_acc", "Pr@0.7", "Pr@0.9")
 SYNTHETIC_CONFIGS = (None, "", "default", "generalized")
-MODEL_ROW = "ASDA (this run)"
 
 
 def preset_config(preset: str, overrides: dict) -> ASDAConfig:
@@ -54,14 +57,7 @@ def build_model_and_processor(model_args, data_args):
         overrides.setdefault("max_text_length", 22)  # paper: 22 tokens for G-Ref, 17 otherwise
 
     if model_args.model_name_or_path:
-        model = ASDAForReferringSegmentation.from_pretrained(
-            model_args.model_name_or_path, revision=model_args.revision, **overrides
-        )
-        try:
-            processor = ASDAProcessor.from_pretrained(model_args.model_name_or_path, revision=model_args.revision)
-        except (OSError, ValueError):
-            logger.warning("No processor saved with the checkpoint; building one from its config.")
-            processor = None
+        model, processor = load_checkpoint(model_args.model_name_or_path, model_args.revision, **overrides)
     elif model_args.clip_model_name_or_path:
         preset = getattr(ASDAConfig, model_args.config_preset)()
         overrides.setdefault("image_size", preset.image_size)
@@ -221,7 +217,6 @@ def make_trainer(model, processor, training_args, splits: Splits):
         processing_class=processor,
         compute_metrics=compute_ris_metrics,
         callbacks=callbacks,
-        mask_threshold=model.config.mask_threshold,
         no_target_threshold=getattr(model.config, "no_target_threshold", 0.5),
     )
 
@@ -245,7 +240,7 @@ def split_results(eval_metrics: dict, splits) -> dict:
     return {
         split: {
             name: eval_metrics[f"eval_{split}_{name}"]
-            for name in METRIC_NAMES
+            for name in METRIC_KEYS + GENERALIZED_KEYS
             if f"eval_{split}_{name}" in eval_metrics
         }
         for split in splits
@@ -344,10 +339,6 @@ def finish_run(
     with open(os.path.join(output_dir, "baselines.json"), "w") as handle:
         json.dump({name: value for name, value in rows.items() if name != MODEL_ROW}, handle, indent=2)
 
-    from ..evaluation.model_card import write_model_card
-
     write_model_card(trainer.model, output_dir, model_args, data_args, training_args, rows, summary)
     if getattr(training_args, "asda_push_to_hub", False):
-        from ..evaluation.model_card import push_folder_to_hub
-
         push_folder_to_hub(output_dir, training_args)

@@ -5,7 +5,7 @@ import torch
 from torch.optim.lr_scheduler import LambdaLR
 from transformers import Trainer, TrainerCallback
 
-from ..evaluation.metrics import generalized_summary, summarize
+from ..evaluation.metrics import generalized_summary, intersection_and_union, summarize
 
 ENCODER_PREFIXES = ("text_model.", "vision_model.")
 
@@ -40,9 +40,9 @@ class RISTrainer(Trainer):
       so `gather_for_metrics` counts each sample exactly once across processes.
     """
 
-    def __init__(self, *args, mask_threshold: float = 0.35, no_target_threshold: float = 0.5, **kwargs):
+    def __init__(self, *args, mask_threshold: float | None = None, no_target_threshold: float = 0.5, **kwargs):
         super().__init__(*args, **kwargs)
-        self.mask_threshold = mask_threshold
+        self.mask_threshold = mask_threshold  # None: the model config's
         self.no_target_threshold = no_target_threshold
 
     # -------------------------------------------------------------------------------- optimisation
@@ -116,15 +116,15 @@ class RISTrainer(Trainer):
         masks = processor.post_process_masks(
             outputs.logits.float(),
             original_sizes,
-            threshold=self.mask_threshold,
+            threshold=self.model.config.mask_threshold if self.mask_threshold is None else self.mask_threshold,
             target_logits=None if target_logits is None else target_logits.float(),
             no_target_threshold=self.no_target_threshold,
         )
         stats = []
         for pred, gt in zip(masks, gt_masks):
-            pred, gt = pred.to(gt.device).bool(), gt.bool()
-            stats.append(torch.stack([(pred & gt).sum(), (pred | gt).sum(), gt.sum(), pred.sum()]))
-        stats = torch.stack(stats).long()
+            pred, gt = pred.cpu().bool(), gt.cpu().bool()
+            stats.append([*intersection_and_union(pred, gt), int(gt.sum()), int(pred.sum())])
+        stats = torch.tensor(stats, dtype=torch.long)
         batch = stats.shape[0]
         missing = torch.full((batch,), -1, dtype=torch.long, device=stats.device)
         low = outputs.low_layer_index if outputs.low_layer_index is not None else missing
