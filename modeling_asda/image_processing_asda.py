@@ -42,6 +42,20 @@ class ASDAImageProcessorKwargs(ImagesKwargs, total=False):
     pad_value: tuple[float, float, float]
 
 
+# The settings `preprocess` takes per call (the rest of ImagesKwargs describes resize/crop steps ASDA does not have).
+PER_CALL_SETTINGS = ("image_size", "image_mean", "image_std", "pad_value")
+
+
+def _check_settings(image_size, image_mean, image_std, pad_value) -> None:
+    if not isinstance(image_size, int) or isinstance(image_size, bool) or image_size < 1:
+        raise ValueError(f"image_size must be a positive int, got {image_size!r}")
+    for name, value in (("image_mean", image_mean), ("image_std", image_std), ("pad_value", pad_value)):
+        if len(value) != 3:
+            raise ValueError(f"{name} needs 3 values (RGB), got {value!r}")
+    if any(s <= 0 for s in image_std):
+        raise ValueError(f"image_std must be positive, got {image_std!r}")
+
+
 def letterbox_geometry(height: int, width: int, image_size: int) -> tuple[int, int, int, int]:
     """(resized_height, resized_width, top, left) of an image of `height` x `width` letterboxed to `image_size`."""
     longest = max(height, width)
@@ -311,13 +325,7 @@ class ASDAImageProcessor(BaseImageProcessor):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if not isinstance(image_size, int) or isinstance(image_size, bool) or image_size < 1:
-            raise ValueError(f"image_size must be a positive int, got {image_size!r}")
-        for name, value in (("image_mean", image_mean), ("image_std", image_std), ("pad_value", pad_value)):
-            if len(value) != 3:
-                raise ValueError(f"{name} needs 3 values (RGB), got {value!r}")
-        if any(s <= 0 for s in image_std):
-            raise ValueError(f"image_std must be positive, got {image_std!r}")
+        _check_settings(image_size, image_mean, image_std, pad_value)
         self.image_size = image_size
         self.image_mean = list(image_mean)
         self.image_std = list(image_std)
@@ -325,12 +333,13 @@ class ASDAImageProcessor(BaseImageProcessor):
 
     # -- images ---------------------------------------------------------------------------------------
 
-    def letterbox(self, image: torch.Tensor) -> torch.Tensor:
+    def letterbox(self, image: torch.Tensor, image_size: int | None = None, pad_value=None) -> torch.Tensor:
         """Letterbox one float (3, H, W) tensor in [0, 1] to (3, S, S), not normalised."""
-        size = self.image_size
+        size = self.image_size if image_size is None else image_size
+        pad_value = self.pad_value if pad_value is None else pad_value
         height, width = image.shape[-2:]
         resized_height, resized_width, top, left = letterbox_geometry(height, width, size)
-        canvas = torch.tensor(self.pad_value, dtype=torch.float32).div_(255.0)[:, None, None].repeat(1, size, size)
+        canvas = torch.tensor(pad_value, dtype=torch.float32).div_(255.0)[:, None, None].repeat(1, size, size)
         canvas[:, top : top + resized_height, left : left + resized_width] = area_resize(
             image, resized_height, resized_width
         )
@@ -348,20 +357,30 @@ class ASDAImageProcessor(BaseImageProcessor):
             masks (*optional*): one mask per image, same height and width as its image; returned
                 letterboxed as `labels` (see [`~ASDAImageProcessor.letterbox_masks`]).
             return_tensors (`str`, defaults to `"pt"`): `"pt"` or `"np"`.
+            image_size, image_mean, image_std, pad_value (*optional*): override the processor's settings for
+                this call only (see the class arguments).
 
         Returns:
             [`BatchFeature`] with `pixel_values` (B, 3, S, S) float32, `original_sizes` (B, 2) int64 as
             (height, width), and `labels` (B, S, S) float32 in {0, 1} when masks are given.
         """
-        if kwargs:
-            raise TypeError(f"ASDAImageProcessor got unexpected arguments: {sorted(kwargs)}")
+        unknown = sorted(set(kwargs) - set(PER_CALL_SETTINGS))
+        if unknown:
+            raise TypeError(
+                f"ASDAImageProcessor got unexpected arguments: {unknown}; per call it takes {list(PER_CALL_SETTINGS)}"
+            )
+        settings = {
+            name: getattr(self, name) if kwargs.get(name) is None else kwargs[name] for name in PER_CALL_SETTINGS
+        }
+        _check_settings(**settings)
+        size, pad_value = settings["image_size"], settings["pad_value"]
         if return_tensors not in ("pt", "np"):
             raise ValueError(f"return_tensors must be 'pt' or 'np', got {return_tensors!r}")
-        pad_unit = [v / 255.0 for v in self.pad_value]
+        pad_unit = [v / 255.0 for v in pad_value]
         rgb = [to_rgb_float(image, i, pad_unit) for i, image in enumerate(_as_list(images))]
-        mean = torch.tensor(self.image_mean, dtype=torch.float32)[:, None, None]
-        std = torch.tensor(self.image_std, dtype=torch.float32)[:, None, None]
-        pixel_values = torch.stack([(self.letterbox(image) - mean) / std for image in rgb])
+        mean = torch.tensor(settings["image_mean"], dtype=torch.float32)[:, None, None]
+        std = torch.tensor(settings["image_std"], dtype=torch.float32)[:, None, None]
+        pixel_values = torch.stack([(self.letterbox(image, size, pad_value) - mean) / std for image in rgb])
         original_sizes = torch.tensor([image.shape[-2:] for image in rgb], dtype=torch.long)
         data = {"pixel_values": pixel_values, "original_sizes": original_sizes}
 
@@ -375,7 +394,7 @@ class ASDAImageProcessor(BaseImageProcessor):
                         f"mask {i} is {mask.shape[0]}x{mask.shape[1]} but image {i} is "
                         f"{image.shape[-2]}x{image.shape[-1]} (height x width); a mask must match its image"
                     )
-            data["labels"] = self._letterbox_mask_tensors(mask_tensors)
+            data["labels"] = self._letterbox_mask_tensors(mask_tensors, size)
         if return_tensors == "np":
             data = {key: value.numpy() for key, value in data.items()}
         return BatchFeature(data=data)
@@ -395,13 +414,14 @@ class ASDAImageProcessor(BaseImageProcessor):
         Returns:
             `torch.Tensor` (B, size, size) float32 in {0, 1}.
         """
-        out = self._letterbox_mask_tensors([to_mask(mask, i) for i, mask in enumerate(_mask_list(masks))])
+        out = self._letterbox_mask_tensors(
+            [to_mask(mask, i) for i, mask in enumerate(_mask_list(masks))], self.image_size
+        )
         if size is not None and size != self.image_size:
             out = nearest_resize(out, size, size)
         return out
 
-    def _letterbox_mask_tensors(self, masks: list[torch.Tensor]) -> torch.Tensor:
-        side = self.image_size
+    def _letterbox_mask_tensors(self, masks: list[torch.Tensor], side: int) -> torch.Tensor:
         out = torch.zeros(len(masks), side, side, dtype=torch.float32)
         for i, mask in enumerate(masks):
             resized_height, resized_width, top, left = letterbox_geometry(*mask.shape, side)

@@ -20,7 +20,7 @@ from transformers.feature_extraction_utils import BatchFeature
 from transformers.processing_utils import ProcessorMixin
 from transformers.utils import logging
 
-from .image_processing_asda import ASDAImageProcessor
+from .image_processing_asda import PER_CALL_SETTINGS, ASDAImageProcessor
 
 try:  # optional: without it, mojibake and odd unicode forms tokenize differently from OpenAI's CLIP
     import ftfy
@@ -128,11 +128,14 @@ class ASDAProcessor(ProcessorMixin):
             masks (*optional*): one mask per image, returned letterboxed as `labels`.
             return_tensors (`str`, defaults to `"pt"`): `"pt"` or `"np"`.
             max_length (`int`, *optional*): overrides the processor's token length for this call.
+            image_size, image_mean, image_std, pad_value (*optional*): override the image processor's settings
+                for this call.
 
         Returns:
             [`BatchFeature`] with `pixel_values` (B, 3, S, S), `original_sizes` (B, 2) as (height, width),
             `input_ids` and `attention_mask` (B, L) int64, and `labels` (B, S, S) when masks are given.
         """
+        image_settings = {name: kwargs.pop(name) for name in PER_CALL_SETTINGS if name in kwargs}
         if kwargs:
             raise TypeError(f"ASDAProcessor got unexpected arguments: {sorted(kwargs)}")
         if images is None and text is None:
@@ -145,7 +148,7 @@ class ASDAProcessor(ProcessorMixin):
 
         data = {}
         if images is not None:
-            data.update(self.image_processor(images, masks=masks, return_tensors="pt"))
+            data.update(self.image_processor(images, masks=masks, return_tensors="pt", **image_settings))
             if texts is not None and len(texts) != len(data["pixel_values"]):
                 raise ValueError(
                     f"got {len(data['pixel_values'])} images and {len(texts)} texts; ASDA takes one expression per "

@@ -471,3 +471,43 @@ def test_saved_processor_loads_offline_in_a_fresh_process(tmp_path):
         assert torch.equal(ours[key], theirs[key]), key
     masks = processor.post_process_masks(logits, ours["original_sizes"], threshold=0.35)
     assert all(torch.equal(a, b) for a, b in zip(masks, theirs["masks"]))
+
+
+def test_image_settings_given_per_call_equal_a_processor_built_with_them():
+    rng = np.random.default_rng(3)
+    images = [rng.integers(0, 256, (37, 61, 4), dtype=np.uint8), rng.integers(0, 256, (50, 20, 3), dtype=np.uint8)]
+    masks = [rng.random((37, 61)) > 0.5, rng.random((50, 20)) > 0.5]
+    settings = dict(
+        image_size=24, pad_value=(10.0, 200.0, 30.0), image_mean=(0.5, 0.4, 0.3), image_std=(0.2, 0.3, 0.4)
+    )
+    default = ASDAImageProcessor(image_size=32)
+    built = ASDAImageProcessor(**settings)
+    per_call = default(images, masks=masks, **settings)
+    expected = built(images, masks=masks)
+    for key in ("pixel_values", "original_sizes", "labels"):
+        torch.testing.assert_close(per_call[key], expected[key], rtol=0, atol=0)
+    assert per_call["pixel_values"].shape == (2, 3, 24, 24)
+    # The call did not change the processor: the next call uses its own settings again.
+    assert default.image_size == 32 and default(images)["pixel_values"].shape == (2, 3, 32, 32)
+    # One setting alone; None means "the processor's".
+    only_pad = default(images, pad_value=settings["pad_value"], image_size=None)["pixel_values"]
+    torch.testing.assert_close(
+        only_pad, ASDAImageProcessor(image_size=32, pad_value=settings["pad_value"])(images)["pixel_values"]
+    )
+    # Through the processor as well.
+    processor = ASDAProcessor(image_size=32)
+    through = processor(images=images, text=["a", "b"], masks=masks, **settings)
+    torch.testing.assert_close(through["labels"], expected["labels"], rtol=0, atol=0)
+
+
+def test_per_call_settings_are_checked():
+    processor = ASDAImageProcessor(image_size=16)
+    image = np.zeros((8, 8, 3), dtype=np.uint8)
+    with pytest.raises(TypeError, match=r"unexpected arguments: \['do_resize'\].*image_size"):
+        processor(image, do_resize=True)
+    with pytest.raises(ValueError, match="image_size must be a positive int"):
+        processor(image, image_size=0)
+    with pytest.raises(ValueError, match="pad_value needs 3 values"):
+        processor(image, pad_value=(1.0, 2.0))
+    with pytest.raises(TypeError, match="ASDAProcessor got unexpected arguments"):
+        ASDAProcessor(image_size=16)(images=image, text="a", do_resize=True)
