@@ -1,7 +1,7 @@
 # Copyright (c) 2026 The ASDA for Transformers authors. MIT License (see LICENSE in the project repository).
 """ASDA model configuration.
 
-Holds a CLIP text and vision config plus every hyperparameter of the ASDA heads (asda-spec.md §2-§6),
+Holds a CLIP text and vision config plus every hyperparameter of the ASDA heads,
 so that every ablation of the paper (Tables 2-5) is a configuration, not a code change.
 """
 
@@ -311,8 +311,8 @@ class ASDAConfig(PretrainedConfig):
             decoder_hidden_dim=32,
             num_response_masks=16,
             coefficient_pooling="mean",
-            # Trained from scratch: a sine-cosine position table lets position and relation words be learned
-            # within minutes (8k synthetic rows: test mIoU 30.3 -> 43.7 at seed 42, 26.2 -> 35.5 at seed 43).
+            # Trained from scratch, a sine-cosine position table lets position and relation words be learned
+            # within minutes (measured in docs/experiments.md).
             vision_position_init_scale=10.0,
         )
         defaults.update(kwargs)

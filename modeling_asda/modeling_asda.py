@@ -1,7 +1,7 @@
 # Copyright (c) 2026 The ASDA for Transformers authors. MIT License (see LICENSE in the project repository).
 """ASDA: Adaptive Selection with Dual Alignment for referring image segmentation (ACM MM 2024).
 
-Pipeline (asda-spec.md §1-§6): CLIP ViT + CLIP text encoder -> adaptive selection of one low and one mid
+Pipeline (paper §3, docs/architecture.md): CLIP ViT + CLIP text encoder -> adaptive selection of one low and one mid
 ViT layer per expression (AFS) -> sentence-gated top layer F_G and scale-wise aggregation (SFA) ->
 word-guided dual-branch aligner (WGDA) -> mask logits at 8x the ViT grid (208x208 for a 416 input).
 """

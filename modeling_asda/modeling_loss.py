@@ -1,5 +1,5 @@
 # Copyright (c) 2026 The ASDA for Transformers authors. MIT License (see LICENSE in the project repository).
-"""Mask loss of ASDA: a linear combination of a focal term and a dice term (paper §3.4, asda-spec §6)."""
+"""Mask loss of ASDA: a linear combination of a focal term and a dice term (paper §3.4)."""
 
 import torch
 import torch.nn.functional as F

@@ -1,4 +1,4 @@
-"""The bad inputs of issue 2, end to end through processor + model: each has a defined result or a clear error."""
+"""Bad inputs end to end through processor + model: each has a defined result or a clear error."""
 
 import logging
 

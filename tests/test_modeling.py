@@ -51,7 +51,7 @@ def test_vit_b16_parameter_count_matches_independent_count_and_spec():
     text = 49408 * 512 + 77 * 512 + 12 * clip_layer(512, 2048) + 2 * 512
     assert groups["vision_model"] == vision
     assert groups["text_model"] == text
-    # asda-spec §10: CLIP visual 86.2 M (ours: position table resized to 26x26, no pooled-CLS projection/post-LN)
+    # The published model: CLIP visual 86.2 M (ours: position table resized to 26x26, no pooled-CLS projection/post-LN)
     # and CLIP text 63.1 M.
     assert abs(groups["vision_model"] / 1e6 - 86.2) < 0.1
     assert abs(groups["text_model"] / 1e6 - 63.1) < 0.1

@@ -1,6 +1,6 @@
 """Command-line arguments of scripts/run_ris.py (HfArgumentParser dataclasses; a JSON file works too).
 
-Defaults are the paper's recipe (asda-spec §8): Adam, lr 5e-5, 30 epochs, lr x0.1 at epochs 18 and 25,
+Defaults are the paper's recipe (§4.2): Adam, lr 5e-5, 30 epochs, lr x0.1 at epochs 18 and 25,
 14 images per device (2 GPUs x 14 = 28), 416x416. The published code's variants are flags.
 """
 
