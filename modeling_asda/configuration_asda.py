@@ -21,6 +21,24 @@ _CHOICES = {
 }
 
 
+def _clip_text_config(**sizes) -> CLIPTextConfig:
+    """A CLIP text encoder of the given sizes with CLIP's BPE vocabulary, special ids, 77 positions and quick GELU."""
+    return CLIPTextConfig(
+        vocab_size=49408,
+        max_position_embeddings=77,
+        hidden_act="quick_gelu",
+        bos_token_id=49406,
+        eos_token_id=49407,
+        pad_token_id=0,
+        **sizes,
+    )
+
+
+def _clip_vision_config(**sizes) -> CLIPVisionConfig:
+    """A CLIP ViT of the given sizes with 16x16 patches and quick GELU."""
+    return CLIPVisionConfig(patch_size=16, hidden_act="quick_gelu", **sizes)
+
+
 class ASDAConfig(PretrainedConfig):
     r"""
     Configuration of [`ASDAForReferringSegmentation`].
@@ -249,25 +267,9 @@ class ASDAConfig(PretrainedConfig):
     @classmethod
     def vit_b16(cls, **kwargs) -> "ASDAConfig":
         """The paper's model: openai/clip-vit-base-patch16 dimensions, 416x416 input, paper settings."""
-        text = CLIPTextConfig(
-            vocab_size=49408,
-            hidden_size=512,
-            intermediate_size=2048,
-            num_hidden_layers=12,
-            num_attention_heads=8,
-            max_position_embeddings=77,
-            hidden_act="quick_gelu",
-            bos_token_id=49406,
-            eos_token_id=49407,
-            pad_token_id=0,
-        )
-        vision = CLIPVisionConfig(
-            hidden_size=768,
-            intermediate_size=3072,
-            num_hidden_layers=12,
-            num_attention_heads=12,
-            patch_size=16,
-            hidden_act="quick_gelu",
+        text = _clip_text_config(hidden_size=512, intermediate_size=2048, num_hidden_layers=12, num_attention_heads=8)
+        vision = _clip_vision_config(
+            hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12
         )
         defaults = dict(text_config=text, vision_config=vision, projection_dim=512, image_size=416, max_text_length=17)
         defaults.update(kwargs)
@@ -276,26 +278,8 @@ class ASDAConfig(PretrainedConfig):
     @classmethod
     def tiny(cls, **kwargs) -> "ASDAConfig":
         """A small model that trains on 2 CPU cores in minutes; 8 vision layers keep 3 low + 3 mid candidates."""
-        text = CLIPTextConfig(
-            vocab_size=49408,
-            hidden_size=64,
-            intermediate_size=128,
-            num_hidden_layers=3,
-            num_attention_heads=4,
-            max_position_embeddings=77,
-            hidden_act="quick_gelu",
-            bos_token_id=49406,
-            eos_token_id=49407,
-            pad_token_id=0,
-        )
-        vision = CLIPVisionConfig(
-            hidden_size=96,
-            intermediate_size=192,
-            num_hidden_layers=8,
-            num_attention_heads=4,
-            patch_size=16,
-            hidden_act="quick_gelu",
-        )
+        text = _clip_text_config(hidden_size=64, intermediate_size=128, num_hidden_layers=3, num_attention_heads=4)
+        vision = _clip_vision_config(hidden_size=96, intermediate_size=192, num_hidden_layers=8, num_attention_heads=4)
         defaults = dict(
             text_config=text,
             vision_config=vision,

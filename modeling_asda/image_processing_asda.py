@@ -237,17 +237,18 @@ def to_rgb_float(image, index: int, pad_value: Sequence[float]) -> torch.Tensor:
     return rgb
 
 
-def _as_list(images) -> list:
-    """Images as a list: a list stays a list, a 4-D array/tensor is a batch along its first axis."""
-    if isinstance(images, (list, tuple)):
-        if len(images) == 0:
-            raise ValueError("no images were given (empty list)")
-        return list(images)
-    if isinstance(images, (np.ndarray, torch.Tensor)) and images.ndim == 4:
-        if images.shape[0] == 0:
-            raise ValueError("no images were given (batch of size 0)")
-        return list(images)
-    return [images]
+def _as_batch(items, batch_ndim: int, name: str) -> list:
+    """A list stays a list, an array/tensor with `batch_ndim` dimensions is a batch along its first axis,
+    anything else is one item."""
+    if isinstance(items, (list, tuple)):
+        if len(items) == 0:
+            raise ValueError(f"no {name} were given (empty list)")
+        return list(items)
+    if isinstance(items, (np.ndarray, torch.Tensor)) and items.ndim == batch_ndim:
+        if items.shape[0] == 0:
+            raise ValueError(f"no {name} were given (batch of size 0)")
+        return list(items)
+    return [items]
 
 
 _PIL_MASK_MODES = {"1", "L", "P", "I", "F", "I;16", "I;16B", "I;16L", "I;16N"}
@@ -279,17 +280,6 @@ def to_mask(mask, index: int) -> torch.Tensor:
     if data.dtype.kind == "f" and not np.isfinite(data).all():
         raise ValueError(f"mask {index} contains NaN or infinite values")
     return torch.from_numpy(np.ascontiguousarray(data > 0))
-
-
-def _mask_list(masks) -> list:
-    """Masks as a list: a list stays a list, a 3-D array/tensor is a batch (B, H, W), anything else is one mask."""
-    if isinstance(masks, (list, tuple)):
-        if len(masks) == 0:
-            raise ValueError("no masks were given (empty list)")
-        return list(masks)
-    if isinstance(masks, (np.ndarray, torch.Tensor)) and masks.ndim == 3:
-        return list(masks)
-    return [masks]
 
 
 class ASDAImageProcessor(BaseImageProcessor):
@@ -377,7 +367,7 @@ class ASDAImageProcessor(BaseImageProcessor):
         if return_tensors not in ("pt", "np"):
             raise ValueError(f"return_tensors must be 'pt' or 'np', got {return_tensors!r}")
         pad_unit = [v / 255.0 for v in pad_value]
-        rgb = [to_rgb_float(image, i, pad_unit) for i, image in enumerate(_as_list(images))]
+        rgb = [to_rgb_float(image, i, pad_unit) for i, image in enumerate(_as_batch(images, 4, "images"))]
         mean = torch.tensor(settings["image_mean"], dtype=torch.float32)[:, None, None]
         std = torch.tensor(settings["image_std"], dtype=torch.float32)[:, None, None]
         pixel_values = torch.stack([(self.letterbox(image, size, pad_value) - mean) / std for image in rgb])
@@ -385,7 +375,7 @@ class ASDAImageProcessor(BaseImageProcessor):
         data = {"pixel_values": pixel_values, "original_sizes": original_sizes}
 
         if masks is not None:
-            mask_tensors = [to_mask(mask, i) for i, mask in enumerate(_mask_list(masks))]
+            mask_tensors = [to_mask(mask, i) for i, mask in enumerate(_as_batch(masks, 3, "masks"))]
             if len(mask_tensors) != len(rgb):
                 raise ValueError(f"got {len(rgb)} images but {len(mask_tensors)} masks; pass one mask per image")
             for i, (mask, image) in enumerate(zip(mask_tensors, rgb)):
@@ -415,7 +405,7 @@ class ASDAImageProcessor(BaseImageProcessor):
             `torch.Tensor` (B, size, size) float32 in {0, 1}.
         """
         out = self._letterbox_mask_tensors(
-            [to_mask(mask, i) for i, mask in enumerate(_mask_list(masks))], self.image_size
+            [to_mask(mask, i) for i, mask in enumerate(_as_batch(masks, 3, "masks"))], self.image_size
         )
         if size is not None and size != self.image_size:
             out = nearest_resize(out, size, size)

@@ -67,6 +67,16 @@ class ASDAWordCrossAttentionLayer(GradientCheckpointingLayer):
         self.mlp = ASDAFeedForward(dim, mlp_dim, dropout)
         self.dropout = nn.Dropout(dropout)
 
+    @classmethod
+    def from_config(cls, config) -> "ASDAWordCrossAttentionLayer":
+        return cls(
+            config.projection_dim,
+            config.num_attention_heads,
+            config.cross_attention_mlp_dim,
+            config.attention_dropout,
+            config.hidden_dropout,
+        )
+
     def forward(self, tokens, position, words, word_mask):
         words = self.norm_words(words)
         tokens = tokens + self.dropout(self.attn(self.norm_query(tokens) + position, words, words, word_mask))
@@ -162,13 +172,7 @@ class ASDADualBranchAligner(ASDAPositionMixin):
         self.decoder = ASDASegmentationDecoder(
             dim, config.decoder_hidden_dim, config.num_response_masks, config.decoder_upsampling
         )
-        self.word_attention = ASDAWordCrossAttentionLayer(
-            dim,
-            config.num_attention_heads,
-            config.cross_attention_mlp_dim,
-            config.attention_dropout,
-            config.hidden_dropout,
-        )
+        self.word_attention = ASDAWordCrossAttentionLayer.from_config(config)
         self.coefficients = ASDACoefficientHead(
             dim, config.num_response_masks, config.grid_size, config.coefficient_pooling
         )
@@ -195,13 +199,7 @@ class ASDASingleBranchAligner(ASDAPositionMixin):
         super().__init__(config)
         dim = config.projection_dim
         self.local_attention = ASDALocalVisualAttention(config)
-        self.word_attention = ASDAWordCrossAttentionLayer(
-            dim,
-            config.num_attention_heads,
-            config.cross_attention_mlp_dim,
-            config.attention_dropout,
-            config.hidden_dropout,
-        )
+        self.word_attention = ASDAWordCrossAttentionLayer.from_config(config)
         self.decoder = ASDASegmentationDecoder(dim, config.decoder_hidden_dim, 1, config.decoder_upsampling)
 
     def forward(self, coarse_map, words, word_mask):

@@ -17,46 +17,7 @@ import os
 import subprocess
 import sys
 
-
-def _rss_mb(field: str) -> float:
-    with open("/proc/self/status") as handle:
-        for line in handle:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    raise OSError(f"/proc/self/status has no {field}")
-
-
-def probe(preset: str, batch: int, bf16: bool, checkpointing: bool) -> dict:
-    """Runs inside the subprocess."""
-    import torch
-
-    from modeling_asda import ASDAConfig, ASDAForReferringSegmentation
-
-    torch.manual_seed(0)
-    config = getattr(ASDAConfig, preset)()
-    model = ASDAForReferringSegmentation(config).train()
-    if checkpointing:
-        model.activation_checkpointing_enable()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
-    size = config.image_size
-    pixels = torch.randn(batch, 3, size, size)
-    ids = torch.zeros(batch, config.max_text_length, dtype=torch.long)
-    ids[:, :4] = torch.tensor([49406, 320, 1929, 49407])
-    labels = (torch.rand(batch, size, size) > 0.5).float()
-
-    def step():
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            loss = model(pixels, ids, (ids != 0).long(), labels=labels).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=False)
-
-    step()
-    before = _rss_mb("VmRSS")
-    with open("/proc/self/clear_refs", "w") as handle:
-        handle.write("5")  # reset VmHWM to the current resident size
-    step()
-    return {"batch": batch, "rss_before_mb": before, "peak_mb": _rss_mb("VmHWM")}
+from modeling_asda.benchmark.memory import extrapolate_peak, training_step_peak
 
 
 def main():
@@ -69,7 +30,7 @@ def main():
     parser.add_argument("--_probe", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args._probe is not None:
-        print(json.dumps(probe(args.preset, args._probe, args.bf16, args.gradient_checkpointing)))
+        print(json.dumps(training_step_peak(args.preset, args._probe, args.bf16, args.gradient_checkpointing)))
         return
 
     rows = []
@@ -79,14 +40,12 @@ def main():
         output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
         rows.append(json.loads(output.strip().splitlines()[-1]))
         print(
-            f"batch {batch}: peak {rows[-1]['peak_mb']:.0f} MB (resident before the step {rows[-1]['rss_before_mb']:.0f} MB)"
+            f"batch {batch}: peak {rows[-1]['peak_rss_mb']:.0f} MB (resident before the step {rows[-1]['rss_before_mb']:.0f} MB)"
         )
     if len(rows) < 2:
         return
-    (b0, p0), (b1, p1) = (rows[0]["batch"], rows[0]["peak_mb"]), (rows[-1]["batch"], rows[-1]["peak_mb"])
-    per_image = (p1 - p0) / (b1 - b0)
-    fixed = p0 - per_image * b0
-    estimate = fixed + per_image * args.target_batch
+    fit = extrapolate_peak(rows, args.target_batch)
+    per_image, fixed, estimate = fit["per_image_mb"], fit["fixed_mb"], fit["estimate_mb"]
     result = {
         "preset": args.preset,
         "bf16": args.bf16,

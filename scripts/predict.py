@@ -17,12 +17,9 @@ unsupported type, corrupt) are reported by name and skipped; the last line is a 
 """
 
 import argparse
-import logging
 import sys
 
-from transformers.utils import logging as hf_logging
-
-from modeling_asda.evaluation.inference import load_model_and_processor, resolve_device
+from modeling_asda.evaluation.inference import load_model_and_processor, resolve_device, setup_script_logging
 from modeling_asda.pipeline_asda import ReferringSegmentationPipeline
 from modeling_asda.tools.predict import format_summary, plan_jobs, predict_files
 
@@ -51,9 +48,7 @@ def parse_args(argv):
 
 def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(format="%(levelname)s - %(message)s", level=logging.INFO)
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
+    setup_script_logging()
     try:
         plan = plan_jobs(args.image, args.text, args.expressions)
         device = resolve_device(args.device)

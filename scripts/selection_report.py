@@ -11,13 +11,15 @@ read from the words), by expression length in words and by category. Writes OUTP
 """
 
 import argparse
-import logging
 import os
 import sys
 
-from transformers.utils import logging as hf_logging
-
-from modeling_asda.evaluation.inference import load_model_and_processor, load_split, resolve_device
+from modeling_asda.evaluation.inference import (
+    load_model_and_processor,
+    load_split,
+    resolve_device,
+    setup_script_logging,
+)
 from modeling_asda.evaluation.selection_report import (
     build_selection_report,
     format_selection_markdown,
@@ -45,9 +47,7 @@ def main(argv=None) -> int:
     parser.add_argument("--output_dir", default="selection_report")
     parser.add_argument("--no_plot", action="store_true", help="tables only (no matplotlib needed)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(format="%(levelname)s - %(message)s", level=logging.INFO)
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
+    setup_script_logging()
 
     device = resolve_device(args.device)
     model, processor = load_model_and_processor(args.model, args.revision, device)

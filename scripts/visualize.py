@@ -12,13 +12,10 @@ Needs matplotlib (pip install "asda-transformers[viz]").
 """
 
 import argparse
-import logging
 import os
 import sys
 
-from transformers.utils import logging as hf_logging
-
-from modeling_asda.evaluation.inference import load_model_and_processor, load_split
+from modeling_asda.evaluation.inference import load_model_and_processor, load_split, setup_script_logging
 from modeling_asda.tools.predict import UnreadableFile, read_image
 from modeling_asda.tools.visualization import FEATURE_METHODS, explain_pairs, plot_explanations
 
@@ -66,9 +63,7 @@ def parse_args(argv):
 
 def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(format="%(levelname)s - %(message)s", level=logging.INFO)
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
+    setup_script_logging()
     if args.image:
         try:
             image = read_image(args.image)

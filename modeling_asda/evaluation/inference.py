@@ -11,6 +11,15 @@ from ..processing_asda import ASDAProcessor
 logger = logging.getLogger(__name__)
 
 
+def setup_script_logging() -> None:
+    """Our messages at INFO; transformers' only when they are errors, and no download progress bars."""
+    from transformers.utils import logging as hf_logging
+
+    logging.basicConfig(format="%(levelname)s - %(message)s", level=logging.INFO)
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
 def resolve_device(device: str | None) -> torch.device:
     """`None`/"auto" -> cuda when available, else cpu; anything else must name an available device."""
     if device in (None, "", "auto"):
