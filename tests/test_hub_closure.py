@@ -1,6 +1,7 @@
 """The top-level modules of modeling_asda are exactly what a checkpoint carries, and nothing else leaks in."""
 
 import ast
+import graphlib
 import sys
 from pathlib import Path
 
@@ -78,3 +79,37 @@ def test_a_saved_checkpoint_carries_exactly_the_top_level_files(tmp_path):
     ASDAProcessor.from_model_config(config).save_pretrained(tmp_path)
     carried = {path.stem for path in tmp_path.glob("*.py")}
     assert carried == top_level_modules()
+
+
+def package_import_graph() -> dict[str, set[str]]:
+    """module -> the package modules it imports (at module level or inside functions), by dotted name."""
+    modules = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph = {}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+        edges = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                    target = ".".join(base + ([node.module] if node.module else []))
+                else:
+                    target = node.module or ""
+                edges.update(t for t in [target] + [f"{target}.{a.name}" for a in node.names] if t in modules)
+            elif isinstance(node, ast.Import):
+                edges.update(a.name for a in node.names if a.name in modules)
+        # The package's lazy __init__ is reached by every submodule import; it is no dependency of theirs.
+        graph[name] = edges - {name, "modeling_asda"}
+    return graph
+
+
+def test_no_import_cycles_in_the_package():
+    graph = package_import_graph()
+    assert graph["modeling_asda.training.experiment"] >= {"modeling_asda.evaluation.model_card"}  # edges are seen
+    try:
+        list(graphlib.TopologicalSorter(graph).static_order())
+    except graphlib.CycleError as error:
+        raise AssertionError(f"import cycle: {' -> '.join(error.args[1])}") from None
