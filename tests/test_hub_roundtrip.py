@@ -62,9 +62,14 @@ def test_model_folder_loads_in_fresh_offline_process_with_identical_logits(tmp_p
         with torch.no_grad():
             out = model(pixels, ids, (ids != 0).long())
         np.save("logits.npy", out.logits.numpy())
+        # Saved again from the remote code: the copy still carries the pipeline.
+        model.save_pretrained("resaved")
+        import os
+        resaved = {{"files": sorted(os.listdir("resaved")),
+                    "pipelines": json.load(open("resaved/config.json")).get("custom_pipelines")}}
         print(json.dumps({{"model_type": config.model_type, "class": type(model).__name__,
                           "module": type(model).__module__, "selector": config.selector,
-                          "low": out.low_layer_index.tolist()}}))
+                          "low": out.low_layer_index.tolist(), "resaved": resaved}}))
         """,
         cwd=tmp_path,
     )
@@ -73,5 +78,9 @@ def test_model_folder_loads_in_fresh_offline_process_with_identical_logits(tmp_p
     assert result["module"].startswith("transformers_modules.")
     assert result["selector"] == "mlp"
     assert result["low"] == expected.low_layer_index.tolist()
+    assert "pipeline_asda.py" in result["resaved"]["files"] and "modeling_layers.py" in result["resaved"]["files"]
+    assert result["resaved"]["pipelines"]["referring-image-segmentation"]["impl"] == (
+        "pipeline_asda.ReferringSegmentationPipeline"
+    )
     logits = np.load(tmp_path / "logits.npy")
     np.testing.assert_array_equal(logits, expected.logits.numpy())
