@@ -36,7 +36,10 @@ def parse_args(argv):
     parser.add_argument("--bf16", action="store_true", help="run the model under bfloat16 autocast")
     parser.add_argument("--batch_size", type=int, default=8, help="(image, expression) pairs per forward pass")
     parser.add_argument(
-        "--threshold", type=float, default=None, help="mask probability threshold (default: the checkpoint's, 0.35)"
+        "--threshold",
+        type=float,
+        default=None,
+        help="mask probability threshold (default: the checkpoint's config.mask_threshold)",
     )
     args = parser.parse_args(argv)
     if args.batch_size < 1:
