@@ -100,21 +100,21 @@ def test_post_process_empties_absent_targets_and_scores_each_mask():
     logits = torch.full((2, 1, 16, 16), 3.0)  # every pixel confidently foreground
     sizes = [(10, 20), (20, 10)]
     target_logits = torch.tensor([2.0, -1.0])  # present (p=0.88), absent (p=0.27)
-    masks = processor.post_process_masks(logits, sizes, target_logits=target_logits)
+    masks = processor.post_process_masks(logits, sizes, 0.35, target_logits=target_logits)
     assert masks[0].all() and not masks[1].any() and masks[1].shape == (20, 10)
-    results = processor.post_process_masks(logits, sizes, target_logits=target_logits, return_scores=True)
+    results = processor.post_process_masks(logits, sizes, 0.35, target_logits=target_logits, return_scores=True)
     assert [r["target_present"] for r in results] == [True, False]
     assert results[0]["score"] == pytest.approx(torch.sigmoid(torch.tensor(2.0)).item())
     # A stricter threshold turns the first one down too; probabilities of an absent target are all zero.
-    strict = processor.post_process_masks(logits, sizes, target_logits=target_logits, no_target_threshold=0.9)
+    strict = processor.post_process_masks(logits, sizes, 0.35, target_logits=target_logits, no_target_threshold=0.9)
     assert not strict[0].any()
     probs = processor.post_process_masks(logits, sizes, threshold=None, target_logits=target_logits)
     assert float(probs[1].max()) == 0.0 and float(probs[0].min()) > 0.9
     # Without target logits: masks as before, no score.
-    plain = processor.post_process_masks(logits, sizes, return_scores=True)
+    plain = processor.post_process_masks(logits, sizes, 0.35, return_scores=True)
     assert plain[1]["score"] is None and plain[1]["target_present"] and plain[1]["mask"].all()
     with pytest.raises(ValueError, match="2 logit maps but 3 target logits"):
-        processor.post_process_masks(logits, sizes, target_logits=torch.zeros(3))
+        processor.post_process_masks(logits, sizes, 0.35, target_logits=torch.zeros(3))
 
 
 _FRESH = r"""
