@@ -6,10 +6,12 @@ ViT layer per expression (AFS) -> sentence-gated top layer F_G and scale-wise ag
 word-guided dual-branch aligner (WGDA) -> mask logits at 8x the ViT grid (208x208 for a 416 input).
 """
 
+import os
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError
 from torch import nn
 from transformers import CLIPModel, CLIPTextModel, CLIPVisionModel, PreTrainedModel
 from transformers.utils import ModelOutput, logging
@@ -184,6 +186,22 @@ class ASDAForReferringSegmentation(ASDAPreTrainedModel):
         head.apply(self._init_weights)
         self.no_target_head = head
         self.config.no_target_head = True
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        try:
+            return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        except SafetensorError as err:  # its message names no file
+            where = os.path.join(str(pretrained_model_name_or_path), "model.safetensors")
+            where = where if os.path.isfile(where) else pretrained_model_name_or_path
+            raise OSError(
+                f"{where}: the safetensors weights cannot be read ({err}). The file is damaged or incomplete (an "
+                "interrupted copy or download?): copy or download the checkpoint again."
+            ) from err
+
+    def get_input_embeddings(self) -> nn.Module:
+        # The word table; FSDP gives it its own shard unit, resize_token_embeddings finds it here.
+        return self.text_model.get_input_embeddings()
 
     # ----------------------------------------------------------------------------------------- inputs
     def _check_inputs(self, pixel_values, input_ids, attention_mask):

@@ -28,7 +28,7 @@ from modeling_asda.training.experiment import (
     load_splits,
     make_trainer,
 )
-from modeling_asda.training.launch import prepare_cpu_distributed
+from modeling_asda.training.launch import prepare_distributed
 from modeling_asda.training.recipes import apply_preset_defaults, explicit_keys
 
 logger = logging.getLogger(__name__)
@@ -61,12 +61,15 @@ def parse_args(argv):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    relaunched = prepare_cpu_distributed(os.path.abspath(__file__), argv)
+    relaunched = prepare_distributed(os.path.abspath(__file__), argv)
     if relaunched is not None:  # the N worker processes did the run
         raise SystemExit(relaunched)
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
-    model_args, data_args, training_args, explicit = parse_args(argv)
-    apply_preset_defaults(model_args, data_args, training_args, explicit)
+    try:
+        model_args, data_args, training_args, explicit = parse_args(argv)
+        apply_preset_defaults(model_args, data_args, training_args, explicit)
+    except ValueError as err:  # argument checks (ours and TrainingArguments'): the message is the answer
+        raise SystemExit(f"run_ris.py: {err}") from None
     log_level = training_args.get_process_log_level()
     logger.setLevel(log_level)
     datasets.utils.logging.set_verbosity(log_level)
@@ -77,8 +80,11 @@ def main(argv=None):
     start = time.time()
     set_seed(training_args.seed)
 
-    model, processor = build_model_and_processor(model_args, data_args)
-    splits = load_splits(data_args, training_args, processor)
+    try:  # data and checkpoint errors name the file and what to do; a traceback would only hide that
+        model, processor = build_model_and_processor(model_args, data_args)
+        splits = load_splits(data_args, training_args, processor)
+    except (ValueError, OSError) as err:
+        raise SystemExit(f"run_ris.py: {err}") from None
     if training_args.do_train:
         configure_no_target_head(model, model_args.no_target_head, splits.train_no_target_rows)
     trainer = make_trainer(model, processor, training_args, splits)

@@ -65,6 +65,10 @@ class DataArguments:
             "help": "Comma-separated, e.g. val,testA,testB. Default: every split but the training one (synthetic: val)."
         },
     )
+    rebuild: bool = field(
+        default=False,
+        metadata={"help": "Convert the data set again instead of using the conversion cache."},
+    )
     max_train_samples: int | None = field(default=None)
     max_eval_samples: int | None = field(default=None)
     max_text_length: int | None = field(
@@ -114,6 +118,14 @@ class RISTrainingArguments(TrainingArguments):
         default=False,
         metadata={"help": "Published code: learning_rate is per 16 images, scaled by the total batch / 16."},
     )
+
+    def __post_init__(self):
+        from .parallelism import check_deepspeed_request, check_fsdp_request, default_fsdp_wrapping
+
+        check_deepspeed_request(self.deepspeed)  # before the base class imports deepspeed for it
+        super().__post_init__()
+        check_fsdp_request(self)
+        default_fsdp_wrapping(self)
 
     @property
     def milestone_epochs(self) -> list[float]:

@@ -1,11 +1,17 @@
 """`Trainer` subclass for referring segmentation: the paper's optimiser/schedule and original-size evaluation."""
 
+import logging
+import os
+
 import numpy as np
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 from transformers import Trainer, TrainerCallback
 
 from ..evaluation.metrics import generalized_summary, intersection_and_union, summarize
+from .parallelism import ParallelismCallback, check_parallelism, own_class, promote_cpu_fsdp
+
+logger = logging.getLogger(__name__)
 
 ENCODER_PREFIXES = ("text_model.", "vision_model.")
 
@@ -44,6 +50,26 @@ class RISTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.mask_threshold = mask_threshold  # None: the model config's
         self.no_target_threshold = no_target_threshold
+        self.add_callback(ParallelismCallback(self))
+
+    def create_accelerator_and_postprocess(self):
+        super().create_accelerator_and_postprocess()
+        if promote_cpu_fsdp(self.accelerator, self.args):
+            self.is_fsdp_enabled = True
+        check_parallelism(self.accelerator, self.args)
+
+    def _load_optimizer_and_scheduler(self, checkpoint):
+        if checkpoint is not None and not self.is_deepspeed_enabled and not _has_optimizer_state(checkpoint):
+            logger.warning(
+                f"{checkpoint} has no optimizer state (optimizer.pt): training goes on from its weights and step count "
+                "with a FRESH optimizer and learning-rate schedule, which is not how the original run would have "
+                "continued. To continue a run exactly, resume from one of its checkpoint-<step> folders."
+            )
+        super()._load_optimizer_and_scheduler(checkpoint)
+
+    def _save(self, output_dir=None, state_dict=None):
+        with own_class(self.model):
+            super()._save(output_dir, state_dict=state_dict)
 
     # -------------------------------------------------------------------------------- optimisation
     def create_optimizer(self, model=None):
@@ -135,6 +161,13 @@ class RISTrainer(Trainer):
             row_index = torch.full((batch,), -1, dtype=torch.long)
         device = self.args.device
         return loss, predictions.to(device), row_index.long().to(device)
+
+
+def _has_optimizer_state(checkpoint) -> bool:
+    # optimizer.pt (DDP / one process), optimizer.bin (accelerate), optimizer_0 (FSDP sharded state)
+    return any(
+        os.path.exists(os.path.join(checkpoint, name)) for name in ("optimizer.pt", "optimizer.bin", "optimizer_0")
+    )
 
 
 def compute_ris_metrics(eval_prediction) -> dict:
