@@ -55,6 +55,7 @@ def parse_args(argv=None):
     parser.add_argument(
         "--sentence_field", default="sent", choices=["sent", "raw"], help="REFER sentence text to use."
     )
+    parser.add_argument("--rebuild", action="store_true", help="Convert again instead of using the conversion cache.")
     parser.add_argument("--num_proc", type=int, default=None, help="Processes for the conversion and saving.")
     parser.add_argument("--cache_dir", default=None, help="datasets cache for the intermediate Arrow files.")
     parser.add_argument("--push_to_hub", action="store_true", help="Also push the prepared data set to the Hub.")
@@ -72,30 +73,58 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    if os.path.isdir(args.output_dir) and os.listdir(args.output_dir):
+    output_dir = os.path.abspath(args.output_dir)
+    if os.path.isdir(output_dir) and os.listdir(output_dir):
         if not args.overwrite_output_dir:
-            logger.error("%s is not empty; pass --overwrite_output_dir to replace it.", args.output_dir)
+            logger.error("%s is not empty; pass --overwrite_output_dir to replace it.", output_dir)
             return 1
         # Only ever delete an earlier output of this script, never a folder that merely was named.
-        if not os.path.isfile(os.path.join(args.output_dir, "problems.json")):
-            logger.error("%s does not look like an output of this script; not deleting it.", args.output_dir)
+        if not os.path.isfile(os.path.join(output_dir, "problems.json")):
+            logger.error("%s does not look like an output of this script; not deleting it.", output_dir)
             return 1
-        shutil.rmtree(args.output_dir)
 
-    dataset, report = load_referring_dataset(
-        args.dataset_name,
-        args.dataset_config,
-        args.split_by,
-        args.image_root,
-        args.splits,
-        sentence_field=args.sentence_field,
-        num_proc=args.num_proc,
-        verify_images=args.verify_images,
-        cache_dir=args.cache_dir,
-        progress=True,
-        return_report=True,
-    )
-    summary = save_prepared(dataset, report, args.output_dir, embed_images=args.embed_images, num_proc=args.num_proc)
+    try:
+        dataset, report = load_referring_dataset(
+            args.dataset_name,
+            args.dataset_config,
+            args.split_by,
+            args.image_root,
+            args.splits,
+            sentence_field=args.sentence_field,
+            num_proc=args.num_proc,
+            verify_images=args.verify_images,
+            cache_dir=args.cache_dir,
+            rebuild=args.rebuild,
+            progress=True,
+            return_report=True,
+        )
+    except (ValueError, OSError) as err:
+        logger.error("%s", err)
+        return 1
+    empty = [split for split, rows in dataset.items() if len(rows) == 0]
+    if empty:
+        print(report.format(max_ids=20))
+        logger.error(
+            "Split(s) %s have no rows after the conversion (see the dropped rows above); nothing was written. Fix the "
+            "data, or leave them out with --splits.",
+            empty,
+        )
+        return 1
+    # Written next to the output and renamed at the end: a failure never leaves a half-written output_dir,
+    # and an earlier output is replaced only once the new one is complete.
+    partial = f"{output_dir}.partial-{os.getpid()}"
+    try:
+        summary = save_prepared(dataset, report, partial, embed_images=args.embed_images, num_proc=args.num_proc)
+        if os.path.exists(output_dir):
+            previous = f"{output_dir}.previous-{os.getpid()}"
+            os.replace(output_dir, previous)
+            os.replace(partial, output_dir)
+            shutil.rmtree(previous)
+        else:
+            os.replace(partial, output_dir)
+    finally:
+        if os.path.exists(partial):
+            shutil.rmtree(partial)
 
     print(f"Prepared data set written to {args.output_dir} (save_to_disk) and {args.output_dir}/parquet/")
     for split, rows in summary["rows_per_split"].items():

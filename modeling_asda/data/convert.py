@@ -279,6 +279,46 @@ def _read_problems(problems_dir, num_shards):
     return report
 
 
+def images_identity(records_by_split):
+    """Size and modification time of every image file the records point at, as one digest: a cached
+    conversion is redone when an image changed, not only when the metadata files did."""
+    paths = sorted({rec["image"].get("path") for recs in records_by_split.values() for rec in recs} - {None})
+    digest = hashlib.sha256()
+    for path in paths:
+        try:
+            stat = os.stat(path)
+            digest.update(f"{path}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+        except OSError:
+            digest.update(f"{path}|missing\n".encode())
+    return [len(paths), digest.hexdigest()]
+
+
+def drop_duplicate_samples(dataset, split, report):
+    """Keep the first row of each sample_id over the whole split (shards are converted apart, so a
+    duplicate in another shard is only visible here); the others are dropped and reported."""
+    first, drop = {}, []
+    for index, sample_id in enumerate(dataset["sample_id"]):
+        if sample_id in first:
+            drop.append(index)
+        else:
+            first[sample_id] = index
+    if not drop:
+        return dataset
+    dropped = dataset.select(drop).select_columns(["sample_id", "ref_id", "ann_id", "image_id"])
+    for index, row in zip(drop, dropped):
+        report.add(
+            DUPLICATE_SAMPLE,
+            split=split,
+            sample_id=row["sample_id"],
+            ref_id=row["ref_id"] if row["ref_id"] >= 0 else None,
+            ann_id=row["ann_id"],
+            image_id=row["image_id"],
+            detail=f"row {index} repeats the sample_id of row {first[row['sample_id']]}",
+        )
+    dropped_set = set(drop)
+    return dataset.select([i for i in range(len(dataset)) if i not in dropped_set])
+
+
 def file_identity(path):
     """What identifies an input file's content for caching: its path, size and modification time."""
     stat = os.stat(path)
@@ -346,6 +386,6 @@ def build_dataset_dict(
             # A cached conversion without its problem files (e.g. deleted): redo it rather than
             # return an empty, and so wrong, report.
             logger.info("Problem report of the cached %s split is missing; converting again.", split)
-        result[split] = dataset
         report.extend(split_report)
+        result[split] = drop_duplicate_samples(dataset, split, report)
     return datasets.DatasetDict(result), report

@@ -20,9 +20,10 @@ import os
 import re
 
 import datasets
+import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .convert import file_identity, make_record, normalize_split, shard_by_image
+from .convert import file_identity, images_identity, make_record, normalize_split, shard_by_image
 from .masks import xyxy_to_xywh
 from .report import BAD_SEGMENTATION, MISSING_IMAGE
 from .schema import CANONICAL_COLUMNS, CANONICAL_FEATURES, CANONICAL_SPLITS, CORE_COLUMNS, GENERALIZED_DEFAULTS
@@ -47,6 +48,56 @@ def parquet_format(columns):
 
 def parquet_columns(path):
     return pq.read_schema(path).names
+
+
+def _is_image_struct(arrow_type):
+    return pa.types.is_struct(arrow_type) and "bytes" in {field.name for field in arrow_type}
+
+
+def _is_text(arrow_type):
+    return pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type)
+
+
+def _is_text_list(arrow_type):
+    return _is_text(arrow_type) or (pa.types.is_list(arrow_type) and _is_text(arrow_type.value_type))
+
+
+# Per format: column -> (test of its arrow type, what it should be). Only the columns the readers use.
+_COLUMN_TYPES = {
+    "lmms-lab": {
+        "image": (_is_image_struct, "an image struct {bytes, path} (datasets Image)"),
+        "answer": (_is_text_list, "a string or a list of strings"),
+        "question_id": (lambda t: pa.types.is_integer(t) or _is_text(t), "an integer or string id"),
+    },
+    "jxu124": {
+        "ref_id": (pa.types.is_integer, "an integer"),
+        "ann_id": (pa.types.is_integer, "an integer"),
+        "image_id": (pa.types.is_integer, "an integer"),
+        "image_path": (_is_text, "a string (the COCO file path)"),
+        "raw_anns": (lambda t: _is_text(t) or pa.types.is_struct(t), "a JSON string of the COCO annotation"),
+        "sentences": (lambda t: _is_text(t) or pa.types.is_list(t), "a list of {sent_id, sent, raw} (or its JSON)"),
+    },
+    "prepared": {
+        "image": (_is_image_struct, "an image struct {bytes, path} (datasets Image)"),
+        "mask": (_is_image_struct, "an image struct {bytes, path} (datasets Image)"),
+        "sentence": (_is_text, "a string"),
+        "sample_id": (_is_text, "a string"),
+        "ref_id": (pa.types.is_integer, "an integer"),
+        "image_id": (pa.types.is_integer, "an integer"),
+    },
+}
+
+
+def check_column_types(path, kind):
+    """A clear error naming the file and column when a column has a type its reader cannot use."""
+    schema = pq.read_schema(path)
+    for column, (test, expected) in _COLUMN_TYPES.get(kind, {}).items():
+        if column in schema.names and not test(schema.field(column).type):
+            raise ValueError(
+                f"{path}: column '{column}' is {schema.field(column).type}, expected {expected} for the {kind} format. "
+                "Write the file with that type (for images: datasets' Image feature, e.g. "
+                "dataset.cast_column('image', datasets.Image()) before to_parquet)."
+            )
 
 
 def parquet_files_by_split(files):
@@ -230,7 +281,7 @@ def jxu_split_shards(files_by_split, image_root, splits, where, num_shards, sent
     by_split = jxu_records(files_by_split, image_root, splits, where, sentence_field)
     shards = {split: shard_by_image(records, num_shards) for split, records in by_split.items()}
     identity = ["jxu124", [file_identity(f) for files in files_by_split.values() for f in sorted(files)]]
-    identity += [os.path.abspath(image_root), sentence_field]
+    identity += [os.path.abspath(image_root), sentence_field, images_identity(by_split)]
     return shards, identity
 
 
@@ -272,7 +323,18 @@ def load_prepared(folder, parquet_files_split, splits, cache_dir=None):
                 f"{sorted(set(dataset.column_names) - set(CANONICAL_COLUMNS))}."
             )
         if dataset.features != CANONICAL_FEATURES:
-            dataset = dataset.cast(CANONICAL_FEATURES)
+            try:
+                dataset = dataset.cast(CANONICAL_FEATURES)
+            except Exception as err:  # pyarrow / datasets cast errors do not name the column
+                wrong = [
+                    f"{column}: {dataset.features[column]} (expected {CANONICAL_FEATURES[column]})"
+                    for column in CANONICAL_COLUMNS
+                    if dataset.features[column] != CANONICAL_FEATURES[column]
+                ]
+                raise ValueError(
+                    f"Split {name} of {folder} has column types the canonical form cannot take: {'; '.join(wrong)} "
+                    f"({type(err).__name__}: {err}). Prepare it again with scripts/prepare_refcoco.py."
+                ) from err
         result[split] = dataset.select_columns(list(CANONICAL_COLUMNS))
     return datasets.DatasetDict(result)
 

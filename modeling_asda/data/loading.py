@@ -21,9 +21,17 @@ from collections import namedtuple
 
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
-from .convert import build_dataset_dict, file_identity, normalize_split, records_of, shard_by_image
+from .convert import (
+    build_dataset_dict,
+    file_identity,
+    images_identity,
+    normalize_split,
+    records_of,
+    shard_by_image,
+)
 from .grefcoco import find_grefcoco_files, grefcoco_records, is_grefcoco_folder
 from .hub_formats import (
+    check_column_types,
     is_saved_dataset,
     jxu_split_shards,
     lmms_split_shards,
@@ -34,7 +42,7 @@ from .hub_formats import (
     read_lmms,
 )
 from .refer import find_image_root, find_refer_files, is_refer_folder, refer_records
-from .report import ProblemReport
+from .report import ProblemReport, format_overlaps, split_overlaps
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +102,8 @@ def _detect_parquet(where, files):
     if len(kinds) > 1:
         raise ValueError(f"{where} mixes parquet formats: {sorted(kinds)}; point at one data set.")
     (kind,) = kinds
+    for f in files:
+        check_column_types(f, kind)
     if os.path.isdir(where):
         # Parquet files in several sub-folders are several configs (push_to_hub(config_name=...)):
         # merging them would mix e.g. refcoco and refcoco+ rows in one split.
@@ -176,8 +186,9 @@ def load_referring_dataset(
         num_proc: processes for the conversion (REFER, jxu124).
         verify_images: decode every image once to catch truncated files (slower; on by default).
         cache_dir: where the converted Arrow files go (default: the datasets cache).
-        rebuild: convert again even if a cached conversion of the same inputs exists (e.g. after
-            fixing an image file; the cache is keyed by the metadata files, not every image).
+        rebuild: convert again even if a cached conversion of the same inputs exists. The cache is
+            keyed by the metadata files and the size and modification time of every image file, so a
+            changed file is noticed; rebuild covers what that cannot see (e.g. an edit that kept both).
         progress: show a progress bar per split.
         return_report: also return the ProblemReport of dropped rows.
         **kwargs: passed to `build_synthetic_dataset` for "synthetic" only.
@@ -218,6 +229,7 @@ def load_referring_dataset(
             )
         shards = {split: shard_by_image(records, num_shards) for split, records in by_split.items()}
         identity = ["refer", file_identity(refs_path), file_identity(instances_path), os.path.abspath(image_root)]
+        identity += images_identity(by_split)
         dataset, report = build_dataset_dict(shards, records_of, identity + [sentence_field], **convert)
     elif detected.kind == "grefcoco":
         refs_path, instances_path = find_grefcoco_files(detected.path, split_by)
@@ -229,6 +241,7 @@ def load_referring_dataset(
             )
         shards = {split: shard_by_image(records, num_shards) for split, records in by_split.items()}
         identity = ["grefcoco", file_identity(refs_path), file_identity(instances_path), os.path.abspath(image_root)]
+        identity += images_identity(by_split)
         dataset, report = build_dataset_dict(shards, records_of, identity + [sentence_field], **convert)
     elif detected.kind == "jxu124":
         files = parquet_files_by_split(detected.parquet_files)
@@ -239,6 +252,9 @@ def load_referring_dataset(
         shards, identity = lmms_split_shards(files, wanted, detected.path)
         dataset, report = build_dataset_dict(shards, read_lmms, identity, **convert)
 
+    report.overlaps = split_overlaps(dataset)
     if len(report):
         logger.warning("%s (%s format): %s", name_or_path, detected.kind, report.format())
+    elif report.overlaps:
+        logger.warning("%s (%s format):\n%s", name_or_path, detected.kind, "\n".join(format_overlaps(report.overlaps)))
     return (dataset, report) if return_report else dataset

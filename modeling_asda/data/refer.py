@@ -82,15 +82,64 @@ def find_image_root(root, image_root=None):
     )
 
 
+REFER_HINT = (
+    "The REFER files come from the lichengunc/refer data (refs(<split_by>).p and instances.json of one data set); "
+    "download them again if a file is damaged"
+)
+
+
 def load_refs(path):
     """The refs list. REFER's files are Python-2 pickles whose `str` are bytes: read them as UTF-8,
     and as latin-1 (never fails; the tokenizer's ftfy repairs the text) if that is not valid."""
     with open(path, "rb") as f:
         try:
-            return pickle.load(f, encoding="utf-8")
-        except UnicodeDecodeError:
-            f.seek(0)
-            return pickle.load(f, encoding="latin1")
+            try:
+                refs = pickle.load(f, encoding="utf-8")
+            except UnicodeDecodeError:
+                f.seek(0)
+                refs = pickle.load(f, encoding="latin1")
+        except Exception as err:  # truncated or not a pickle: EOFError, UnpicklingError, ValueError, ...
+            raise ValueError(
+                f"{path} cannot be read as a REFER refs pickle ({type(err).__name__}: {err}). {REFER_HINT}."
+            ) from err
+    if not isinstance(refs, list) or not all(isinstance(ref, dict) for ref in refs):
+        raise ValueError(f"{path} does not hold a list of refs (dicts), but a {type(refs).__name__}. {REFER_HINT}.")
+    return refs
+
+
+def load_instances(path):
+    """instances.json as {image id: image entry}, {annotation id: annotation}, checked field by field."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            instances = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is not valid JSON ({err}). {REFER_HINT}.") from err
+    if not isinstance(instances, dict):
+        raise ValueError(f"{path} must be a JSON object with 'images' and 'annotations'. {REFER_HINT}.")
+    for key in ("images", "annotations"):
+        if not isinstance(instances.get(key), list):
+            raise ValueError(
+                f"{path} has no '{key}' list (it has {sorted(instances)}); it must be the COCO-style instances.json of "
+                f"the REFER data set. {REFER_HINT}."
+            )
+    images = {}
+    for index, img in enumerate(instances["images"]):
+        _require(img, ("id", "file_name"), f"{path}: images[{index}]", "the COCO image entry")
+        images[img["id"]] = img
+    anns = {}
+    for index, ann in enumerate(instances["annotations"]):
+        _require(ann, ("id", "segmentation"), f"{path}: annotations[{index}]", "the COCO annotation")
+        anns[ann["id"]] = ann
+    return images, anns
+
+
+def _require(item, fields, where, what):
+    if not isinstance(item, dict):
+        raise ValueError(f"{where} is a {type(item).__name__}, expected {what} (an object). {REFER_HINT}.")
+    missing = [field for field in fields if field not in item]
+    if missing:
+        name = f" (id {item['id']})" if "id" in item else ""
+        raise ValueError(f"{where}{name} has no {' / '.join(repr(f) for f in missing)} field. {REFER_HINT}.")
 
 
 def _sentence_text(sentence, field):
@@ -102,12 +151,16 @@ def _sentence_text(sentence, field):
 
 def refer_records(refs_path, instances_path, image_root, splits=None, sentence_field="sent"):
     """{split: [record]} for the refs of the wanted splits (all if None)."""
-    with open(instances_path, encoding="utf-8") as f:
-        instances = json.load(f)
-    images = {img["id"]: img for img in instances["images"]}
-    anns = {ann["id"]: ann for ann in instances["annotations"]}
+    images, anns = load_instances(instances_path)
     by_split = {}
-    for ref in load_refs(refs_path):
+    for index, ref in enumerate(load_refs(refs_path)):
+        where = f"{refs_path}: ref {ref['ref_id']}" if "ref_id" in ref else f"{refs_path}: refs[{index}]"
+        _require(ref, ("ref_id", "ann_id", "image_id", "split", "sentences"), where, "a REFER ref")
+        for sentence in ref["sentences"]:
+            if not isinstance(sentence, dict) or "sent_id" not in sentence or not ({"sent", "raw"} & set(sentence)):
+                raise ValueError(
+                    f"{where}: a sentence lacks 'sent_id' or its text ('sent' / 'raw'): {sentence!r}. {REFER_HINT}."
+                )
         split = normalize_split(ref["split"], where=refs_path)
         if splits is not None and split not in splits:
             continue

@@ -39,6 +39,9 @@ class ProblemReport:
 
     def __init__(self, problems=None):
         self.problems = []
+        # Refs / images found in the training split and an evaluation split: {"train/val": {"ref_ids", "image_ids"}}.
+        # Not dropped (some official splits share images by design), but always reported.
+        self.overlaps = {}
         for problem in problems or ():
             self.add(**problem)
 
@@ -83,7 +86,12 @@ class ProblemReport:
                 entry["sample_ids"].append(problem["sample_id"])
         for entry in by_reason.values():
             entry["ref_ids"] = list(entry["ref_ids"])
-        return {"num_dropped_rows": len(self.problems), "by_reason": by_reason, "problems": list(self.problems)}
+        return {
+            "num_dropped_rows": len(self.problems),
+            "by_reason": by_reason,
+            "problems": list(self.problems),
+            "shared_between_splits": self.overlaps,
+        }
 
     def to_json(self, path):
         with open(path, "w", encoding="utf-8") as f:
@@ -91,18 +99,45 @@ class ProblemReport:
 
     def format(self, max_ids=10):
         """Human-readable summary, listing at most `max_ids` ids per reason."""
-        if not self.problems:
-            return "No problems: no row was dropped."
-        lines = [f"{len(self.problems)} row(s) dropped:"]
+        lines = [f"{len(self.problems)} row(s) dropped:" if self.problems else "No problems: no row was dropped."]
         for reason, entry in sorted(self.summary()["by_reason"].items()):
             lines.append(
                 f"  {reason}: {entry['count']} row(s); ref ids: {_short(entry['ref_ids'], max_ids)}; "
                 f"sample ids: {_short(entry['sample_ids'], max_ids)}"
             )
+        lines += format_overlaps(self.overlaps, max_ids)
         return "\n".join(lines)
 
     def __repr__(self):
         return f"ProblemReport({self.counts()})"
+
+
+def split_overlaps(dataset) -> dict:
+    """Refs and images of the training split that also appear in another split (ids < 0 mean "none")."""
+    if "train" not in dataset:
+        return {}
+
+    def ids(split, column):
+        return {int(value) for value in dataset[split][column] if value is not None and value >= 0}
+
+    train_refs, train_images = ids("train", "ref_id"), ids("train", "image_id")
+    overlaps = {}
+    for split in dataset:
+        if split == "train":
+            continue
+        refs, images = sorted(train_refs & ids(split, "ref_id")), sorted(train_images & ids(split, "image_id"))
+        if refs or images:
+            overlaps[f"train/{split}"] = {"ref_ids": refs, "image_ids": images}
+    return overlaps
+
+
+def format_overlaps(overlaps, max_ids=10) -> list[str]:
+    return [
+        f"  shared between {pair}: {len(shared['ref_ids'])} ref(s) ({_short(shared['ref_ids'], max_ids)}), "
+        f"{len(shared['image_ids'])} image(s) ({_short(shared['image_ids'], max_ids)}): evaluation on them is not "
+        "held out"
+        for pair, shared in overlaps.items()
+    ]
 
 
 def _short(ids, max_ids):
