@@ -111,6 +111,19 @@ class ASDAConfig(PretrainedConfig):
     model_type = "asda"
     sub_configs = {"text_config": CLIPTextConfig, "vision_config": CLIPVisionConfig}
 
+    @classmethod
+    def get_config_dict(cls, pretrained_model_name_or_path, **kwargs):
+        config_dict, kwargs = super().get_config_dict(pretrained_model_name_or_path, **kwargs)
+        model_type = config_dict.get("model_type")
+        if model_type not in (None, cls.model_type):
+            # transformers only warns and then builds a randomly initialised ASDA from a foreign config.
+            raise ValueError(
+                f"{pretrained_model_name_or_path}: its config.json is for a '{model_type}' model, not ASDA "
+                f"(model_type '{cls.model_type}'). Pass an ASDA checkpoint: a folder written by run_ris.py or "
+                "save_pretrained, or its Hub id."
+            )
+        return config_dict, kwargs
+
     def __init__(
         self,
         text_config=None,

@@ -12,14 +12,15 @@ copies it next to the weights and names it under `custom_pipelines` in `config.j
 `pipeline(...)` finds it without a local registration.
 """
 
+import io
 import os
+import urllib.request
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 from transformers import AutoModel, Pipeline
-from transformers.image_utils import load_image
 from transformers.pipelines import PIPELINE_REGISTRY
 
 TASK = "referring-image-segmentation"
@@ -28,6 +29,31 @@ MASK_FORMATS = ("pil", "numpy")
 
 def _is_pair(item) -> bool:
     return isinstance(item, dict) and "image" in item and "text" in item
+
+
+def open_image(source: str) -> Image.Image:
+    """A local path or http(s) URL -> the image as stored, upright by its EXIF orientation.
+
+    The mode is kept (16-bit, palette, alpha): the processor reads every mode, and the same image gives the
+    same mask whether it is passed as a path or as an opened PIL image. (transformers' load_image converts
+    to 8-bit RGB, which clips 16-bit images to white.)
+    """
+    if source.startswith(("http://", "https://")):
+        try:
+            with urllib.request.urlopen(source, timeout=60) as response:
+                stream = io.BytesIO(response.read())
+        except Exception as err:  # URLError, timeouts, HTTP errors: all mean the same to the caller
+            raise ValueError(f"could not fetch the image {source}: {err}") from err
+    elif not os.path.isfile(source):
+        raise FileNotFoundError(f"no image file {source}")
+    else:
+        stream = source
+    try:
+        image = Image.open(stream)
+        image.load()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        raise ValueError(f"could not read the image {source} ({type(err).__name__}: {err})") from err
+    return ImageOps.exif_transpose(image)
 
 
 class ReferringSegmentationPipeline(Pipeline):
@@ -126,6 +152,8 @@ class ReferringSegmentationPipeline(Pipeline):
         if not texts or not all(isinstance(t, str) for t in texts):
             raise ValueError(f"text must be a string or a non-empty list of strings, got {text!r}")
         if isinstance(inputs, (list, tuple)):
+            if not inputs:
+                raise ValueError("no images were given (an empty list); pass an image or a list of images")
             if isinstance(text, str):
                 texts = texts * len(inputs)
             if len(texts) != len(inputs):
@@ -140,7 +168,7 @@ class ReferringSegmentationPipeline(Pipeline):
             raise ValueError(f"each input must be an {{'image': ..., 'text': ...}} dict, got {type(pair).__name__}")
         image = pair["image"]
         if isinstance(image, (str, os.PathLike)):
-            image = load_image(str(image))  # a local path or an http(s) URL
+            image = open_image(os.fspath(image))
         inputs = self.processor(images=image, text=pair["text"], return_tensors="pt")
         return {
             "pixel_values": inputs["pixel_values"],

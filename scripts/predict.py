@@ -57,7 +57,10 @@ def main(argv=None) -> int:
         device = resolve_device(args.device)
     except (ValueError, FileNotFoundError) as err:
         raise SystemExit(f"error: {err}") from None
-    model, processor = load_model_and_processor(args.model, revision=args.revision, device=device)
+    try:
+        model, processor = load_model_and_processor(args.model, revision=args.revision, device=device)
+    except (ValueError, OSError) as err:  # a damaged or foreign checkpoint: the message names the file
+        raise SystemExit(f"error: {err}") from None
     pipe = ReferringSegmentationPipeline(model=model, processor=processor, device=device)
     summary = predict_files(
         pipe,

@@ -50,7 +50,8 @@ class Plan:
 
 
 def read_image(path) -> Image.Image:
-    """An RGB PIL image, turned upright by its EXIF orientation (masks match the image as it is displayed)."""
+    """The PIL image as stored (16-bit, palette, alpha kept: the processor reads every mode the same way as
+    when it is given the file's image), turned upright by its EXIF orientation (masks match the displayed image)."""
     path = Path(path)
     if not path.is_file():
         raise UnreadableFile("missing file" if not path.exists() else "not a regular file")
@@ -59,9 +60,19 @@ def read_image(path) -> Image.Image:
     try:
         with Image.open(path) as image:
             image.load()
-            return ImageOps.exif_transpose(image).convert("RGB")
+            upright = ImageOps.exif_transpose(image)
+            return upright if upright is not image else image.copy()
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise UnreadableFile(f"corrupt or unreadable image ({type(err).__name__}: {err})") from err
+
+
+def display_rgb(image: Image.Image, image_processor) -> Image.Image:
+    """The image as the model sees it before the letterbox (16-bit scaled, alpha over the pad colour), as RGB."""
+    from ..image_processing_asda import to_rgb_float
+
+    pad = [value / 255.0 for value in image_processor.pad_value]
+    rgb = to_rgb_float(image, 0, pad).mul(255).round().byte().permute(1, 2, 0).numpy()
+    return Image.fromarray(rgb, mode="RGB")
 
 
 def _clean_texts(texts, where: str) -> list[str]:
@@ -83,7 +94,7 @@ def read_expressions(path) -> dict[str, list[str]]:
     mapping: dict[str, list[str]] = {}
     if path.suffix.lower() == ".json":
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(path.read_text(encoding="utf-8-sig"))  # -sig: a byte-order mark is accepted
         except json.JSONDecodeError as err:
             raise ValueError(f"{path} is not valid JSON ({err})") from err
         if isinstance(data, dict):
@@ -97,13 +108,20 @@ def read_expressions(path) -> dict[str, list[str]]:
         else:
             raise ValueError(f"{path}: expected an object {{image: expressions}} or a list of {{image, text}} objects")
     elif path.suffix.lower() == ".csv":
-        with open(path, newline="", encoding="utf-8") as handle:
+        # utf-8-sig: Excel writes a byte-order mark, which would otherwise become part of the first column's name.
+        with open(path, newline="", encoding="utf-8-sig") as handle:
             reader = csv.DictReader(handle)
             if reader.fieldnames is None or not {"image", "text"} <= set(reader.fieldnames):
                 raise ValueError(
                     f"{path}: the CSV needs a header row with the columns 'image' and 'text', got {reader.fieldnames}"
                 )
-            for line, row in enumerate(reader, start=2):
+            for row in reader:
+                line = reader.line_num
+                if None in row:  # more fields than the header: an unquoted comma would cut the expression short
+                    raise ValueError(
+                        f"{path}: line {line} has {len(reader.fieldnames) + len(row[None])} fields but the header has "
+                        f"{len(reader.fieldnames)}; put an expression that contains a comma in double quotes"
+                    )
                 mapping.setdefault(row["image"], []).extend(_clean_texts(row["text"] or "", f"{path}: line {line}"))
     else:
         raise ValueError(f"--expressions must be a .json or .csv file, got {path.name}")
@@ -153,13 +171,18 @@ def _slug(text: str, limit: int = 40) -> str:
 
 
 def _output_stems(jobs: list[ImageJob]) -> dict[int, str]:
-    """File-name stem per job; images that share a stem (a.jpg, a.png) keep their extension to stay apart."""
-    stems = [Path(job.name).stem for job in jobs]
-    counts = {stem: stems.count(stem) for stem in stems}
-    out = {}
-    for i, job in enumerate(jobs):
-        stem = stems[i] if counts[stems[i]] == 1 else Path(job.name).name.replace(".", "_")
-        out[i] = re.sub(r"[^\w.-]+", "_", stem)
+    """A distinct file-name stem per job, compared after cleaning (`a b.jpg` and `a_b.jpg` both clean to `a_b`):
+    images that share a stem keep their extension, and what still collides gets a numeric suffix."""
+    cleaned = [re.sub(r"[^\w.-]+", "_", Path(job.name).stem) for job in jobs]
+    with_extension = [re.sub(r"[^\w.-]+", "_", Path(job.name).name.replace(".", "_")) for job in jobs]
+    out, used = {}, set()
+    for i in range(len(jobs)):
+        stem = cleaned[i] if cleaned.count(cleaned[i]) == 1 else with_extension[i]
+        candidate, suffix = stem, 2
+        while candidate.lower() in used:  # lower(): case-insensitive file systems merge A.png and a.png
+            candidate, suffix = f"{stem}_{suffix}", suffix + 1
+        used.add(candidate.lower())
+        out[i] = candidate
     return out
 
 
@@ -190,8 +213,9 @@ def predict_files(
                 bar.write(f"skipped {job.name}: {err}", file=sys.stderr)
                 bar.update(len(job.texts))
                 continue
+            shown = display_rgb(image, pipe.processor.image_processor)
             for k, text in enumerate(job.texts):
-                pending.append((j, k, image))
+                pending.append((j, k, shown))
                 yield {"image": image, "text": text}
 
     kwargs = {"mask_format": "numpy", "bf16": bf16}

@@ -157,6 +157,7 @@ def load_splits(data_args, training_args, processor) -> Splits:
             # Without --eval_splits every split is loaded, and all but the training split are evaluated.
             splits=wanted if not training_args.do_eval or data_args.eval_splits else None,
             progress=True,
+            rebuild=data_args.rebuild,
         )
     eval_splits = default_eval_splits(data_args, list(dataset)) if training_args.do_eval else []
     if training_args.do_eval and not data_args.eval_splits:
@@ -165,12 +166,16 @@ def load_splits(data_args, training_args, processor) -> Splits:
     missing = [split for split in wanted + eval_splits if split not in dataset]
     if missing:
         raise ValueError(f"{data_args.dataset_name}: no split(s) {missing}; available: {sorted(dataset)}")
+    for split in wanted:
+        check_not_empty(dataset[split], split, data_args)
 
     train_dataset = train_transform = None
     train_no_target_rows = 0
     if training_args.do_train:
         train_dataset = dataset[data_args.train_split]
         if data_args.max_train_samples is not None:
+            if data_args.max_train_samples < 1:
+                raise ValueError(f"--max_train_samples must be at least 1, got {data_args.max_train_samples}")
             train_dataset = train_dataset.select(range(min(data_args.max_train_samples, len(train_dataset))))
         train_no_target_rows = int(sum(train_dataset["no_target"]))
         augmentation = AugmentationConfig(data_args.hflip_prob, data_args.color_jitter, data_args.random_affine)
@@ -182,11 +187,25 @@ def load_splits(data_args, training_args, processor) -> Splits:
         for split in eval_splits:
             raw = dataset[split]
             if data_args.max_eval_samples is not None:
+                if data_args.max_eval_samples < 1:
+                    raise ValueError(f"--max_eval_samples must be at least 1, got {data_args.max_eval_samples}")
                 raw = raw.select(range(min(data_args.max_eval_samples, len(raw))))
             raw_eval[split] = raw
             indexed = raw.add_column("row_index", list(range(len(raw))))
             eval_datasets[split] = indexed.with_transform(RISTransform(processor, train=False))
     return Splits(train_dataset, train_transform, eval_datasets, raw_eval, train_no_target_rows)
+
+
+def check_not_empty(dataset, split, data_args):
+    """A split without rows stops the run: training would fail deep in torch, evaluation would report nothing."""
+    if len(dataset):
+        return
+    role = "training" if split == data_args.train_split else "evaluation"
+    raise ValueError(
+        f"The {role} split '{split}' of {data_args.dataset_name} has no rows. If the conversion dropped them, the "
+        "warning above lists why (missing images, bad masks, ...); fix the data, or choose other splits with "
+        "--train_split / --eval_splits."
+    )
 
 
 def make_trainer(model, processor, training_args, splits: Splits):
