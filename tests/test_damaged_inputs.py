@@ -327,6 +327,7 @@ def _probabilities(model, processor, image, text):
 
 def test_images_by_path_are_read_as_the_processor_reads_them(trained_checkpoint, tmp_path):  # noqa: F811
     from modeling_asda.pipeline_asda import ReferringSegmentationPipeline
+    from modeling_asda.tools.predict import read_image
 
     folder, model, processor = trained_checkpoint
     pipe = ReferringSegmentationPipeline(model=model, processor=processor)
@@ -343,16 +344,22 @@ def test_images_by_path_are_read_as_the_processor_reads_them(trained_checkpoint,
     }
     for name in _special_images():
         reopened = Image.open(images / name)  # the file as stored, given to the processor as a PIL object
+        expected_input = processor(images=reopened, text="the thing")["pixel_values"]
+        # The exact model input, by path through the pipeline and through predict.py's reader.
+        assert torch.equal(
+            pipe.preprocess({"image": str(images / name), "text": "the thing"})["pixel_values"], expected_input
+        ), name
+        assert torch.equal(
+            processor(images=read_image(images / name), text="the thing")["pixel_values"], expected_input
+        ), name
         expected = _probabilities(model, processor, reopened, "the thing") > model.config.mask_threshold
         by_path = np.asarray(pipe(str(images / name), text="the thing", mask_format="numpy")["mask"])
-        by_object = np.asarray(pipe(reopened, text="the thing", mask_format="numpy")["mask"])
         written = np.asarray(Image.open(out / index[name]["mask"])) > 0
-        assert np.array_equal(by_path, expected) and np.array_equal(by_object, expected), name
-        assert np.array_equal(written, expected), name
-    # The 16-bit image is not read as white: its input differs from an all-white image's.
+        assert np.array_equal(by_path, expected) and np.array_equal(written, expected), name
+    # What 8-bit RGB conversion did: the 16-bit image read as (almost) white.
     white = processor(images=Image.new("RGB", (32, 24), "white"), text="x")["pixel_values"]
-    grey = processor(images=Image.open(images / "grey16.png"), text="x")["pixel_values"]
-    assert not torch.allclose(white, grey)
+    grey = pipe.preprocess({"image": str(images / "grey16.png"), "text": "x"})["pixel_values"]
+    assert (grey - white).abs().mean() > 0.5
 
 
 def test_csv_with_extra_fields_names_the_line_and_a_byte_order_mark_is_read(trained_checkpoint, tmp_path):  # noqa: F811

@@ -67,6 +67,13 @@ class RISTrainer(Trainer):
             )
         super()._load_optimizer_and_scheduler(checkpoint)
 
+    def save_model(self, output_dir=None, _internal_call=False):
+        if not _internal_call and self.is_fsdp_enabled:
+            # The final folder must be a loadable checkpoint: gather the full weights even when the FSDP
+            # config keeps sharded state dicts (accelerate's default) for the intermediate checkpoints.
+            self.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
+        super().save_model(output_dir, _internal_call)
+
     def _save(self, output_dir=None, state_dict=None):
         with own_class(self.model):
             super()._save(output_dir, state_dict=state_dict)
