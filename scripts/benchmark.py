@@ -14,7 +14,8 @@ import os
 import shlex
 import sys
 
-from modeling_asda.benchmark.measure import BenchmarkSettings, run_benchmark, to_markdown, update_document
+from modeling_asda.benchmark.measure import BenchmarkSettings, run_benchmark
+from modeling_asda.benchmark.report import to_markdown, update_document
 
 SECTIONS = ("ceilings", "forward", "memory", "compile", "training", "data", "predict", "agreement")
 

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from modeling_asda.benchmark import measure as bench
+from modeling_asda.benchmark import report, targets
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +83,13 @@ def test_memory_probe_reports_a_peak_at_least_the_resident_size():
     result = bench.memory_probe({"model": "tiny", "batch": 1, "precision": "fp32"})
     assert result["peak_rss_mb"] >= result["rss_before_forward_mb"] > 0
     assert result["forward_increase_mb"] == pytest.approx(result["peak_rss_mb"] - result["rss_before_forward_mb"])
+
+
+def test_peak_memory_runs_the_probe_in_a_fresh_process():
+    settings = bench.BenchmarkSettings.quick_settings()
+    result = bench.peak_memory("tiny", 1, "fp32", settings)
+    assert "error" not in result, result
+    assert result["peak_rss_mb"] >= result["rss_before_forward_mb"] > 0
 
 
 def test_data_pipeline_and_predict_paths_run_on_tiny_sizes(tiny_model):
@@ -160,8 +168,12 @@ def _results(asda_rate, clip_rate, ceiling, fp32_s, bf16_s, ratio, data, train, 
 
 
 def test_targets_are_judged_against_the_issue_thresholds():
-    good = {t["target"]: t["met"] for t in bench.evaluate_targets(_results(80, 70, 100, 2.0, 1.0, 1.1, 500, 50, 1500))}
-    bad = {t["target"]: t["met"] for t in bench.evaluate_targets(_results(60, 70, 100, 2.0, 1.5, 1.3, 200, 50, 2500))}
+    good = {
+        t["target"]: t["met"] for t in targets.evaluate_targets(_results(80, 70, 100, 2.0, 1.0, 1.1, 500, 50, 1500))
+    }
+    bad = {
+        t["target"]: t["met"] for t in targets.evaluate_targets(_results(60, 70, 100, 2.0, 1.5, 1.3, 200, 50, 2500))
+    }
     keys = [k for k in good if good[k] is not None]
     assert all(good[k] for k in keys)
     assert not any(bad[k] for k in keys)
@@ -186,8 +198,8 @@ def test_markdown_and_document_update(tmp_path):
         },
         settings={"quick": True, "repeats": 1, "warmup": 0},
     )
-    results["targets"] = bench.evaluate_targets(results)
-    markdown = bench.to_markdown(results, "python scripts/benchmark.py --quick")
+    results["targets"] = targets.evaluate_targets(results)
+    markdown = report.to_markdown(results, "python scripts/benchmark.py --quick")
     assert "test cpu" in markdown and "`python scripts/benchmark.py --quick`" in markdown
     assert "| target | measured | threshold | met |" in markdown
     # Rows carry the numbers they were given: ASDA fp32 at 80 GFLOP/s = 80% of a 100 GFLOP/s ceiling, peak 1500 MB.
@@ -200,11 +212,11 @@ def test_markdown_and_document_update(tmp_path):
     json.dumps(results)  # the JSON report must serialise
 
     doc = tmp_path / "benchmark.md"
-    doc.write_text(f"# Notes\n\n{bench.DOC_BEGIN}\nold table\n{bench.DOC_END}\n\nmore notes\n")
-    bench.update_document(str(doc), markdown)
+    doc.write_text(f"# Notes\n\n{report.DOC_BEGIN}\nold table\n{report.DOC_END}\n\nmore notes\n")
+    report.update_document(str(doc), markdown)
     text = doc.read_text()
     assert "old table" not in text and "test cpu" in text and text.endswith("more notes\n")
     plain = tmp_path / "plain.md"
     plain.write_text("no markers")
     with pytest.raises(ValueError, match="no generated block"):
-        bench.update_document(str(plain), markdown)
+        report.update_document(str(plain), markdown)

@@ -1,8 +1,8 @@
 """Measuring what ASDA costs on the current machine, next to CLIPSeg and the machine's own limits.
 
-Used by scripts/benchmark.py. Every model runs on random weights built from its config (timing does not
-depend on weight values; nothing is downloaded), except the bf16/fp32 mask agreement, which needs a
-trained checkpoint to mean anything.
+Used by scripts/benchmark.py; `targets` judges the results and `report` writes them as markdown.
+Every model runs on random weights built from its config (timing does not depend on weight values;
+nothing is downloaded), except the mask agreements, which need a trained checkpoint to mean anything.
 
 How things are measured (the markdown report repeats this):
 
@@ -36,17 +36,11 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
+from .targets import evaluate_targets
+
 SOT, EOT = 49406, 49407
 TOKENS = 17  # ASDA's expression length (SOT + 15 words + EOT); CLIPSeg gets the same length
 SENTENCE = "the small red circle left of the blue square"
-
-# (target name, comparison) pairs evaluated by `evaluate_targets`; thresholds from issue 5.
-BF16_SPEEDUP_TARGET = 1.8
-BF16_IOU_TARGET = 0.98
-FP32_CEILING_FRACTION_TARGET = 0.70
-PREDICT_OVERHEAD_TARGET = 1.2
-DATA_PIPELINE_FACTOR_TARGET = 5.0
-MEMORY_TARGET_MB = 2000.0  # "2 GB", decimal megabytes of resident memory
 
 
 @dataclass
@@ -486,7 +480,7 @@ def peak_memory(model_name: str, batch: int, precision: str, settings: Benchmark
         }
     spec = {"model": model_name, "batch": batch, "precision": precision, "threads": torch.get_num_threads()}
     code = (
-        "import json, sys; from modeling_asda.benchmarking import memory_probe; "
+        "import json, sys; from modeling_asda.benchmark.measure import memory_probe; "
         "print(json.dumps(memory_probe(json.loads(sys.argv[1]))))"
     )
     done = subprocess.run([sys.executable, "-c", code, json.dumps(spec)], capture_output=True, text=True)
@@ -827,272 +821,3 @@ def _summary(entry: dict) -> str:
         f"b{thr['batch']} {thr['images_per_s']:.2f} img/s = {thr['achieved_gflops_per_s']:.1f} GFLOP/s "
         f"({100 * thr['fraction_of_ceiling']:.0f}% of ceiling)"
     )
-
-
-# ------------------------------------------------------------------------------------------ targets
-def _get(results: dict, *keys):
-    for key in keys:
-        if not isinstance(results, dict) or key not in results:
-            return None
-        results = results[key]
-    return results
-
-
-def evaluate_targets(results: dict) -> list[dict]:
-    """Issue 5's targets: each with the measured value, the threshold and met / not met / not measured."""
-    targets = []
-
-    def add(name, value, threshold, met, detail=""):
-        targets.append(
-            {
-                "target": name,
-                "value": value,
-                "threshold": threshold,
-                "met": None if value is None else bool(met),
-                "detail": detail,
-            }
-        )
-
-    fp32 = _get(results, "forward", "asda_vit_b16_fp32")
-    clip = _get(results, "forward", "clipseg_rd64_fp32")
-    bf16 = _get(results, "forward", "asda_vit_b16_bf16")
-    ceiling = _get(results, "ceilings", "float32", "gflops_per_s")
-    for key in ("throughput", "latency"):
-        a = _get(fp32, key, "achieved_gflops_per_s")
-        c = _get(clip, key, "achieved_gflops_per_s")
-        add(
-            f"ASDA fp32 GFLOP/s >= CLIPSeg's ({key})",
-            a,
-            c,
-            a is not None and c is not None and a >= c,
-            f"ASDA {a:.1f} vs CLIPSeg {c:.1f} GFLOP/s" if a and c else "",
-        )
-        add(
-            f"ASDA fp32 GFLOP/s >= {FP32_CEILING_FRACTION_TARGET:.0%} of the fp32 matmul rate ({key})",
-            _get(fp32, key, "fraction_of_ceiling"),
-            FP32_CEILING_FRACTION_TARGET,
-            (_get(fp32, key, "fraction_of_ceiling") or 0) >= FP32_CEILING_FRACTION_TARGET,
-            f"{a:.1f} of {ceiling:.1f} GFLOP/s" if a and ceiling else "",
-        )
-    for key, label in (("latency", "batch 1"), ("throughput", "throughput batch")):
-        f, h = _get(fp32, key, "median_s"), _get(bf16, key, "median_s")
-        speedup = f / h if f and h else None
-        add(
-            f"bf16 autocast >= {BF16_SPEEDUP_TARGET}x faster than fp32 ({label}, vit_b16)",
-            speedup,
-            BF16_SPEEDUP_TARGET,
-            speedup is not None and speedup >= BF16_SPEEDUP_TARGET,
-        )
-    compiled = _get(results, "forward", "asda_vit_b16_bf16_compiled", "latency", "median_s")
-    eager_fp32 = _get(fp32, "latency", "median_s")
-    speedup = eager_fp32 / compiled if compiled and eager_fp32 else None
-    add(
-        f"bf16 autocast + torch.compile >= {BF16_SPEEDUP_TARGET}x faster than eager fp32 (batch 1, vit_b16)",
-        speedup,
-        BF16_SPEEDUP_TARGET,
-        speedup is not None and speedup >= BF16_SPEEDUP_TARGET,
-        "compiled path, for reference",
-    )
-    agreement = _get(results, "bf16_agreement", "mean_iou_bf16_vs_fp32")
-    add(
-        f"bf16 masks agree with fp32 (mean IoU >= {BF16_IOU_TARGET}) on the checkpoint",
-        agreement,
-        BF16_IOU_TARGET,
-        agreement is not None and agreement >= BF16_IOU_TARGET,
-        _get(results, "bf16_agreement", "checkpoint") or "",
-    )
-    ratio = _get(results, "predict", "asda_vit_b16", "overhead_ratio")
-    add(
-        f"end-to-end predict <= {PREDICT_OVERHEAD_TARGET}x the bare forward (vit_b16, batch 1)",
-        ratio,
-        PREDICT_OVERHEAD_TARGET,
-        ratio is not None and ratio <= PREDICT_OVERHEAD_TARGET,
-    )
-    for preset in ("tiny", "vit_b16"):
-        data = _get(results, "data_pipeline", preset, "worker_1_thread", "samples_per_s")
-        train = _get(results, "training", preset, "samples_per_s")
-        factor = data / train if data and train else None
-        add(
-            f"data pipeline >= {DATA_PIPELINE_FACTOR_TARGET}x the training step's samples/s ({preset})",
-            factor,
-            DATA_PIPELINE_FACTOR_TARGET,
-            factor is not None and factor >= DATA_PIPELINE_FACTOR_TARGET,
-            f"{data:.1f} vs {train:.2f} samples/s" if factor else "",
-        )
-    peak = _get(results, "memory", "asda_vit_b16_fp32", "peak_rss_mb")
-    add(
-        f"vit_b16 fp32 batch-1 inference peak memory <= {MEMORY_TARGET_MB:.0f} MB",
-        peak,
-        MEMORY_TARGET_MB,
-        peak is not None and peak <= MEMORY_TARGET_MB,
-        _get(results, "memory", "asda_vit_b16_fp32", "method") or "",
-    )
-    return targets
-
-
-# ----------------------------------------------------------------------------------------- markdown
-def _fmt(value, digits=2, scale=1.0, suffix=""):
-    if value is None:
-        return "–"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    return f"{value * scale:.{digits}f}{suffix}"
-
-
-def to_markdown(results: dict, command: str = "") -> str:
-    machine = results["machine"]
-    settings = results["settings"]
-    lines = []
-    lines.append(
-        f"Machine: {machine['cpu']}, {machine['logical_cpus']} logical CPUs, torch {machine['torch']} "
-        f"({machine['cpu_capability']}), {machine['torch_threads']} torch threads, native bf16: "
-        f"{', '.join(machine['native_bf16']) or 'none'}; device {machine['device']}. Load average "
-        f"{machine['load_average_at_start']} at the start, {machine.get('load_average_at_end')} at the end."
-    )
-    if command:
-        lines.append(
-            f"Command: `{command}` ({'quick' if settings['quick'] else 'full'} run, "
-            f"{settings['repeats']} timed repeats after {settings['warmup']} warm-up; medians; "
-            f"wall {results.get('wall_s', 0) / 60:.1f} min)."
-        )
-    lines.append("")
-    ceilings = results.get("ceilings", {})
-    if ceilings:
-        lines.append("| ceiling | GFLOP/s |")
-        lines.append("|---|---:|")
-        for name, entry in ceilings.items():
-            others = ", ".join(f"{size}: {e['gflops_per_s']:.0f}" for size, e in entry.get("by_size", {}).items())
-            lines.append(f"| {name} matrix product, best of square sizes ({others}) | {entry['gflops_per_s']:.1f} |")
-        lines.append("")
-    forward, memory = results.get("forward", {}), results.get("memory", {})
-    if forward:
-        lines.append(
-            "| model (inference) | params (M) | GFLOP / image | latency b1 (s) | throughput (img/s) "
-            "| achieved GFLOP/s (b1 / batch) | % of matmul ceiling (b1 / batch) | peak RSS b1 (MB) |"
-        )
-        lines.append("|---|---:|---:|---:|---:|---:|---:|---:|")
-        labels = {
-            "asda_vit_b16_fp32": "ASDA vit_b16 416², fp32",
-            "asda_vit_b16_bf16": "ASDA vit_b16 416², bf16 autocast",
-            "asda_vit_b16_fp32_compiled": "ASDA vit_b16 416², fp32, torch.compile",
-            "asda_vit_b16_bf16_compiled": "ASDA vit_b16 416², bf16 autocast, torch.compile",
-            "clipseg_rd64_fp32": "CLIPSeg rd64-refined 352², fp32",
-        }
-        for name, entry in forward.items():
-            label = labels.get(name, name)
-            mem = _get(memory, name, "peak_rss_mb")
-            if "compiled" in name:
-                if not entry.get("works"):
-                    lines.append(f"| {label} | | | did not work: {entry.get('error')} | | | | |")
-                    continue
-                lat = entry["latency"]
-                lines.append(
-                    f"| {label} (compile {entry['compile_s']:.0f} s; x{entry['speedup_vs_eager']:.2f} vs eager) "
-                    f"| | | {lat['median_s']:.3f} | – | "
-                    f"{lat['achieved_gflops_per_s']:.1f} / – | {100 * lat['fraction_of_ceiling']:.0f}% / – | – |"
-                )
-                continue
-            lat, thr = entry["latency"], entry["throughput"]
-            lines.append(
-                f"| {label} | {entry['parameters'] / 1e6:.1f} | {entry['gflops_per_image']:.1f} | {lat['median_s']:.3f} "
-                f"| {thr['images_per_s']:.2f} (b{thr['batch']}) | {lat['achieved_gflops_per_s']:.1f} / "
-                f"{thr['achieved_gflops_per_s']:.1f} | {100 * lat['fraction_of_ceiling']:.0f}% / "
-                f"{100 * thr['fraction_of_ceiling']:.0f}% | {_fmt(mem, 0)} |"
-            )
-        lines.append("")
-        lines.append("bf16 rows are compared with the bf16 matrix-product ceiling, fp32 rows with the fp32 one.")
-        pair = results.get("bf16_speedup")
-        if pair:
-            lines.append(
-                f"Cross-check with fp32 and bf16 calls alternating ({len(pair['first_times_s'])} pairs at batch "
-                f"{pair['batch']}, immune to load drift): x{pair['ratio']:.2f} (median fp32 "
-                f"{pair['first_median_s']:.3f} s, bf16 {pair['second_median_s']:.3f} s). A bf16 call right "
-                "after an fp32 call can run slower than in a row of bf16 calls; the targets use the rows above, "
-                "i.e. one precision called repeatedly, as in use."
-            )
-        lines.append("")
-    training, data = results.get("training", {}), results.get("data_pipeline", {})
-    if training:
-        lines.append(
-            "| training step (fwd + bwd + AdamW), fp32 | batch | image | step (s) | samples/s "
-            "| GFLOP / sample | achieved GFLOP/s | data pipeline samples/s (1 thread / main) | data ÷ train |"
-        )
-        lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-        for preset, entry in training.items():
-            worker = _get(data, preset, "worker_1_thread", "samples_per_s")
-            main = _get(data, preset, "main_process", "samples_per_s")
-            factor = worker / entry["samples_per_s"] if worker else None
-            lines.append(
-                f"| ASDA {preset} | {entry['batch']} | {entry['image_size']}² | {entry['median_s']:.3f} | "
-                f"{entry['samples_per_s']:.2f} | {entry['gflops_per_sample']:.1f} | "
-                f"{entry['achieved_gflops_per_s']:.1f} | {_fmt(worker, 1)} / {_fmt(main, 1)} | "
-                f"{_fmt(factor, 1, suffix='x')} |"
-            )
-        lines.append("")
-    predict = results.get("predict", {})
-    if predict:
-        lines.append(
-            "| end-to-end predict, batch 1, fp32 | decode (ms) | preprocess (ms) | forward (ms) "
-            "| post-process (ms) | predict (ms) | predict ÷ forward |"
-        )
-        lines.append("|---|---:|---:|---:|---:|---:|---:|")
-        for name, entry in predict.items():
-            s = entry["stages_s"]
-            lines.append(
-                f"| {name} ({entry['image']} -> {entry['mask_shape'][0]}x{entry['mask_shape'][1]} mask) | "
-                f"{s['decode'] * 1e3:.1f} | {s['preprocess'] * 1e3:.1f} | {s['forward'] * 1e3:.1f} | "
-                f"{s['postprocess'] * 1e3:.1f} | {s['predict'] * 1e3:.1f} | {entry['overhead_ratio']:.3f} |"
-            )
-        lines.append("")
-    agreement = results.get("bf16_agreement", {})
-    if agreement and "skipped" not in agreement:
-        lines.append(
-            f"bf16 vs fp32 on `{agreement['checkpoint']}` ({agreement['samples']} synthetic val rows, masks at the "
-            f"original size, threshold {agreement['threshold']}): mean IoU {agreement['mean_iou_bf16_vs_fp32']:.4f} "
-            f"(min {agreement['min_iou_bf16_vs_fp32']:.4f}, pooled {agreement['overall_iou_bf16_vs_fp32']:.4f}); "
-            f"mIoU vs ground truth fp32 {agreement['mIoU_vs_ground_truth']['fp32']:.4f}, bf16 "
-            f"{agreement['mIoU_vs_ground_truth']['bf16']:.4f}; bf16 speed-up on this checkpoint "
-            f"{agreement['bf16_speedup_on_checkpoint']:.2f}x."
-        )
-        lines.append("")
-    elif agreement:
-        lines.append(f"bf16 mask agreement: skipped ({agreement['skipped']}).")
-        lines.append("")
-    targets = results.get("targets", [])
-    if targets:
-        lines.append("| target | measured | threshold | met |")
-        lines.append("|---|---:|---:|---|")
-        for t in targets:
-            met = "not measured" if t["met"] is None else ("**yes**" if t["met"] else "**no**")
-            detail = f" ({t['detail']})" if t["detail"] else ""
-            lines.append(f"| {t['target']}{detail} | {_fmt(t['value'], 3)} | {_fmt(t['threshold'], 2)} | {met} |")
-        lines.append("")
-    return "\n".join(lines)
-
-
-DOC_BEGIN = "<!-- benchmark:begin (generated by scripts/benchmark.py; edits here are overwritten) -->"
-DOC_END = "<!-- benchmark:end -->"
-
-
-def update_document(path: str, markdown: str):
-    """Replace the generated block of `path` (between DOC_BEGIN and DOC_END) with `markdown`."""
-    with open(path) as handle:
-        text = handle.read()
-    if DOC_BEGIN not in text or DOC_END not in text:
-        raise ValueError(f"{path} has no generated block: add the lines\n{DOC_BEGIN}\n{DOC_END}\nwhere the tables go")
-    head, rest = text.split(DOC_BEGIN, 1)
-    _, tail = rest.split(DOC_END, 1)
-    with open(path, "w") as handle:
-        handle.write(f"{head}{DOC_BEGIN}\n{markdown}\n{DOC_END}{tail}")
-
-
-__all__ = [
-    "BenchmarkSettings",
-    "run_benchmark",
-    "to_markdown",
-    "update_document",
-    "evaluate_targets",
-    "count_flops",
-    "timed",
-    "memory_probe",
-]
