@@ -27,6 +27,13 @@ from modeling_asda.tools.predict import format_summary, plan_jobs, predict_files
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="ASDA checkpoint folder or Hub repo id")
+    parser.add_argument(
+        "--backend",
+        choices=("torch", "onnxruntime"),
+        default="torch",
+        help="onnxruntime: --model is a folder written by scripts/export_onnx.py (CPU)",
+    )
+    parser.add_argument("--int8", action="store_true", help="with --backend onnxruntime: run model_int8.onnx")
     parser.add_argument("--revision", default=None, help="Hub revision (pin a commit sha)")
     parser.add_argument("--image", required=True, help="an image file or a folder of images")
     parser.add_argument("--text", action="append", help="an expression; repeat for several (applied to every image)")
@@ -46,6 +53,10 @@ def parse_args(argv):
         parser.error(f"--batch_size must be >= 1, got {args.batch_size}")
     if args.threshold is not None and not 0 <= args.threshold < 1:
         parser.error(f"--threshold must be in [0, 1), got {args.threshold}")
+    if args.backend == "onnxruntime" and (args.bf16 or args.device not in (None, "cpu")):
+        parser.error("--backend onnxruntime runs on the CPU in fp32/int8: drop --bf16 and --device")
+    if args.int8 and args.backend != "onnxruntime":
+        parser.error("--int8 needs --backend onnxruntime")
     return args
 
 
@@ -57,10 +68,18 @@ def main(argv=None) -> int:
         device = resolve_device(args.device)
     except (ValueError, FileNotFoundError) as err:
         raise SystemExit(f"error: {err}") from None
-    try:
-        model, processor = load_model_and_processor(args.model, revision=args.revision, device=device)
-    except (ValueError, OSError) as err:  # a damaged or foreign checkpoint: the message names the file
-        raise SystemExit(f"error: {err}") from None
+    if args.backend == "onnxruntime":
+        from modeling_asda.export.onnx_model import load_onnx_model_and_processor
+
+        try:
+            model, processor = load_onnx_model_and_processor(args.model, int8=args.int8)
+        except (FileNotFoundError, ImportError, ValueError) as err:
+            raise SystemExit(f"error: {err}") from None
+    else:
+        try:
+            model, processor = load_model_and_processor(args.model, revision=args.revision, device=device)
+        except (ValueError, OSError) as err:  # a damaged or foreign checkpoint: the message names the file
+            raise SystemExit(f"error: {err}") from None
     pipe = ReferringSegmentationPipeline(model=model, processor=processor, device=device)
     summary = predict_files(
         pipe,
