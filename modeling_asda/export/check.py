@@ -114,10 +114,10 @@ def compare(reference: dict, candidate: dict, processor, batch: dict, threshold:
 
 
 def choose_int8(measured: dict, min_iou: float) -> str:
-    """Of {name: {"mean_mask_iou", "latency_s"}}: the fastest that meets `min_iou`, else the most accurate."""
+    """Of {name: {"mean_mask_iou", "latency_b1_s"}}: the fastest that meets `min_iou`, else the most accurate."""
     good = [name for name, m in measured.items() if m["mean_mask_iou"] >= min_iou]
     if good:
-        return min(good, key=lambda name: measured[name]["latency_s"])
+        return min(good, key=lambda name: measured[name]["latency_b1_s"])
     return max(measured, key=lambda name: measured[name]["mean_mask_iou"])
 
 
