@@ -15,6 +15,7 @@ _CHOICES = {
     "selection": ("straight_through", "hard", "soft"),
     "selector": ("linear", "mlp", "conv"),
     "fusion": ("sfa", "concat"),
+    "sfa_scales": ("pyramid", "grid"),
     "aligner": ("dual", "single", "none"),
     "response_activation": ("relu", "sigmoid"),
     "coefficient_pooling": ("flatten", "mean"),
@@ -66,9 +67,14 @@ class ASDAConfig(PretrainedConfig):
         selector (`str`, defaults to `"linear"`): the selection network Φ_as (Table 5): linear, mlp or conv.
         selector_hidden_dim (`int`, defaults to 256): hidden width of the mlp/conv selectors.
         fusion (`str`, defaults to `"sfa"`): `"sfa"` scale-wise aggregator (eq. 4-5) or `"concat"` (CRIS-style).
+        sfa_scales (`str`, defaults to `"pyramid"`):
+            `"pyramid"`: the published code's SFA (mid layer up-sampled 2x, low layer 4x, max-pooled back to
+            the grid; ~45% of the FLOPs of `vit_b16` at 416²). `"grid"`: the paper text's SFA, the levels at
+            the grid's own scales (grid, 1/2, 1/4) with narrow laterals; a small fraction of those FLOPs.
         sfa_hidden_dim (`int`, *optional*):
-            Width of the SFA pyramid and laterals. Defaults to `projection_dim` as in the published code; the
-            paper's text describes 32 ("boldly reduce the channel dimension to 32").
+            Width of the SFA pyramid and laterals. Defaults to `projection_dim` for `"pyramid"` as in the
+            published code, and to 32 for `"grid"` as the paper's text ("boldly reduce the channel dimension
+            to 32").
         aligner (`str`, defaults to `"dual"`): `"dual"` (WGDA, eq. 6-10), `"single"` (Table 2 row e) or `"none"`.
         num_local_attention_layers (`int`, defaults to 2): n of Table 3.
         num_attention_heads (`int`, defaults to 8): heads of the local self- and cross-attention.
@@ -139,6 +145,7 @@ class ASDAConfig(PretrainedConfig):
         selector="linear",
         selector_hidden_dim=256,
         fusion="sfa",
+        sfa_scales="pyramid",
         sfa_hidden_dim=None,
         aligner="dual",
         num_local_attention_layers=2,
@@ -191,7 +198,10 @@ class ASDAConfig(PretrainedConfig):
         self.selector = selector
         self.selector_hidden_dim = selector_hidden_dim
         self.fusion = fusion
-        self.sfa_hidden_dim = sfa_hidden_dim if sfa_hidden_dim is not None else projection_dim
+        self.sfa_scales = sfa_scales
+        if sfa_hidden_dim is None:
+            sfa_hidden_dim = 32 if sfa_scales == "grid" else projection_dim
+        self.sfa_hidden_dim = sfa_hidden_dim
         self.aligner = aligner
         self.num_local_attention_layers = num_local_attention_layers
         self.num_attention_heads = num_attention_heads

@@ -18,7 +18,12 @@ from transformers.utils import ModelOutput, logging
 
 from .configuration_asda import ASDAConfig
 from .modeling_aligner import ASDA_ALIGNERS
-from .modeling_fusion import ASDAConcatFusion, ASDAScaleWiseAggregator, ASDASentenceVisualFusion
+from .modeling_fusion import (
+    ASDAConcatFusion,
+    ASDAGridScaleAggregator,
+    ASDAScaleWiseAggregator,
+    ASDASentenceVisualFusion,
+)
 from .modeling_layers import ASDAPositionMixin, sine_position_encoding, tokens_to_grid
 from .modeling_loss import asda_mask_loss
 from .modeling_selection import ASDAAdaptiveFeatureSelection, ASDASelectionOutput
@@ -168,7 +173,9 @@ class ASDAForReferringSegmentation(ASDAPreTrainedModel):
         if config.feature_selection == "adaptive":
             self.feature_selection = ASDAAdaptiveFeatureSelection(config)
         if config.feature_selection != "none":
-            if config.fusion == "sfa":
+            if config.fusion == "sfa" and config.sfa_scales == "grid":
+                self.aggregator = ASDAGridScaleAggregator(vision_dim, dim, config.sfa_hidden_dim)
+            elif config.fusion == "sfa":
                 self.aggregator = ASDAScaleWiseAggregator(vision_dim, dim, config.sfa_hidden_dim)
             else:
                 self.aggregator = ASDAConcatFusion(vision_dim, dim)

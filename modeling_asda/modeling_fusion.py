@@ -4,7 +4,9 @@
 `ASDAScaleWiseAggregator` is the SFA of eq. 5. The paper's text says the low/mid features are *down*-sampled
 to H/4 and H/2, but its own eq. 5 and the published code build a ViTDet-style simple pyramid: the mid
 layer is up-sampled 2x and the low layer 4x with transposed convolutions, merged top-down with 1x1
-laterals, passed through a 3x3 convolution and max-pooled back to the ViT grid. We follow eq. 5 + code.
+laterals, passed through a 3x3 convolution and max-pooled back to the ViT grid. We follow eq. 5 + code
+by default (`sfa_scales="pyramid"`). `ASDAGridScaleAggregator` (`sfa_scales="grid"`) is the text's
+design: the levels at the grid's own scales with 32-channel laterals, a small fraction of the FLOPs.
 `ASDAConcatFusion` is the CRIS-style concatenation + projection of the paper's Table 2 rows (b) and (c).
 """
 
@@ -66,6 +68,32 @@ class ASDAScaleWiseAggregator(nn.Module):
         merged = F.interpolate(merged, scale_factor=2.0, mode="nearest") + self.mid_lateral(self.mid_stage(mid_grid))
         merged = F.interpolate(merged, scale_factor=2.0, mode="nearest") + self.low_lateral(self.low_stage(low_grid))
         return self.pool(self.aggregate(merged))
+
+
+class ASDAGridScaleAggregator(nn.Module):
+    """SFA as the paper's text describes it: F_G at the grid (H), F_M pooled to H/2, F_L to H/4.
+
+    1x1 laterals bring each level to `hidden_dim` (32 in the text), a top-down merge (nearest up-sampling,
+    sum) ends at the grid, then a 3x3 convolution and a 1x1 one that restores C (Φ_agg). Nothing runs
+    above the grid's resolution, which is where the published pyramid spends its FLOPs.
+    """
+
+    def __init__(self, vision_dim: int, dim: int, hidden_dim: int):
+        super().__init__()
+        self.global_lateral = ASDAConvNormAct(dim, hidden_dim, 1)
+        self.mid_lateral = ASDAConvNormAct(vision_dim, hidden_dim, 1)
+        self.low_lateral = ASDAConvNormAct(vision_dim, hidden_dim, 1)
+        self.smooth = ASDAConvNormAct(hidden_dim, hidden_dim, 3)
+        self.aggregate = ASDAConvNormAct(hidden_dim, dim, 1)  # Φ_agg restores C
+
+    def forward(self, global_grid: torch.Tensor, mid_grid: torch.Tensor, low_grid: torch.Tensor) -> torch.Tensor:
+        # Pool before the laterals: the same result as pooling after them costs 4x / 16x more there.
+        low = self.low_lateral(F.avg_pool2d(low_grid, kernel_size=4, stride=4, ceil_mode=True))
+        mid = self.mid_lateral(F.avg_pool2d(mid_grid, kernel_size=2, stride=2, ceil_mode=True))
+        merged = F.interpolate(low, size=mid.shape[-2:], mode="nearest") + mid
+        merged = F.interpolate(merged, size=global_grid.shape[-2:], mode="nearest")
+        merged = merged + self.global_lateral(global_grid)
+        return self.aggregate(self.smooth(merged))
 
 
 class ASDAConcatFusion(nn.Module):

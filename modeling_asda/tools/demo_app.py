@@ -128,18 +128,18 @@ def _image_input(**kwargs):
     """A `gr.Image` input that hands files it cannot decode to the app (which says why) instead of failing first."""
     import gradio as gr
 
-    class ImageInput(gr.Image):
-        @classmethod
-        def get_block_name(cls):
-            return "image"  # the page draws it with gr.Image's front end
+    component = gr.Image(**kwargs)
+    decode = component.preprocess
 
-        def preprocess(self, payload):
-            try:
-                return super().preprocess(payload)
-            except Exception:  # undecodable upload: `open_image` reports it by name
-                return getattr(payload, "path", None) if payload is not None else None
+    def preprocess(payload):
+        try:
+            return decode(payload)
+        except Exception:  # undecodable upload: `open_image` reports it by name
+            return getattr(payload, "path", None) if payload is not None else None
 
-    return ImageInput(**kwargs)
+    # An instance attribute, not a subclass: gradio writes a .pyi stub next to any module defining a component.
+    component.preprocess = preprocess
+    return component
 
 
 def build_demo(segmenter, title: str = "ASDA referring image segmentation", examples=None, output_dir=None):
