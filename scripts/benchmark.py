@@ -17,7 +17,7 @@ import sys
 from modeling_asda.benchmark.measure import BenchmarkSettings, run_benchmark
 from modeling_asda.benchmark.report import to_markdown, update_document
 
-SECTIONS = ("ceilings", "forward", "memory", "compile", "training", "data", "predict", "agreement")
+SECTIONS = ("ceilings", "forward", "onnx", "memory", "compile", "training", "data", "predict", "agreement")
 
 
 def parse_args(argv=None):
@@ -31,6 +31,10 @@ def parse_args(argv=None):
     parser.add_argument("--repeats", type=int, help="timed repeats per measurement (medians are reported)")
     parser.add_argument("--throughput_batch", type=int)
     parser.add_argument("--no_compile", action="store_true", help="skip torch.compile")
+    parser.add_argument(
+        "--onnx_dir",
+        help="folder for the ONNX files of the onnx section (reused when present; default under outputs/)",
+    )
     parser.add_argument("--only", help=f"comma-separated sections to run, from {','.join(SECTIONS)}")
     return parser.parse_args(argv)
 
@@ -43,6 +47,8 @@ def main(argv=None):
         overrides["repeats"] = args.repeats
     if args.throughput_batch:
         overrides["throughput_batch"] = args.throughput_batch
+    if args.onnx_dir:
+        overrides["onnx_dir"] = args.onnx_dir
     if args.no_compile:
         overrides["compile"] = False
     if args.only:

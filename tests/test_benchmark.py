@@ -109,7 +109,20 @@ def test_data_pipeline_and_predict_paths_run_on_tiny_sizes(tiny_model):
     assert predict["overhead_ratio"] == pytest.approx(sorted(ratios)[len(ratios) // 2])
 
 
-def _results(asda_rate, clip_rate, ceiling, fp32_s, bf16_s, ratio, data, train, peak):
+def _results(
+    asda_rate,
+    clip_rate,
+    ceiling,
+    fp32_s,
+    bf16_s,
+    ratio,
+    data,
+    train,
+    peak,
+    ort_ratio=1.05,
+    int8_speedup=2.5,
+    int8_iou=0.98,
+):
     def entry(rate, seconds, batch=1):
         return {
             "achieved_gflops_per_s": rate,
@@ -164,6 +177,24 @@ def _results(asda_rate, clip_rate, ceiling, fp32_s, bf16_s, ratio, data, train, 
             }
         },
         "memory": {"asda_vit_b16_fp32": {"peak_rss_mb": peak, "method": "test"}},
+        # ONNX Runtime: fp32 at ort_ratio x torch's time; int8 static 2.5x (good) or 1.5x (bad) faster.
+        "onnx": {
+            "fp32": model(asda_rate, fp32_s * ort_ratio),
+            "dynamic": model(asda_rate, fp32_s / 1.5),
+            "static": model(asda_rate, fp32_s / int8_speedup),
+        },
+        "onnx_checkpoint": {
+            "check": {
+                "samples": 4,
+                "threshold": 0.35,
+                "fp32": {"max_abs_logit_difference": 1e-5, "mean_mask_iou": 1.0},
+                "int8": {"method": "static", "max_abs_logit_difference": 0.1, "mean_mask_iou": int8_iou},
+                "int8_candidates": {
+                    "dynamic": {"mean_mask_iou": 0.99, "latency_b1_s": 0.1, "max_abs_logit_difference": 0.1},
+                    "static": {"mean_mask_iou": int8_iou, "latency_b1_s": 0.05, "max_abs_logit_difference": 0.2},
+                },
+            }
+        },
     }
 
 
@@ -172,7 +203,8 @@ def test_targets_are_judged_against_the_issue_thresholds():
         t["target"]: t["met"] for t in targets.evaluate_targets(_results(80, 70, 100, 2.0, 1.0, 1.1, 500, 50, 1500))
     }
     bad = {
-        t["target"]: t["met"] for t in targets.evaluate_targets(_results(60, 70, 100, 2.0, 1.5, 1.3, 200, 50, 2500))
+        t["target"]: t["met"]
+        for t in targets.evaluate_targets(_results(55, 70, 100, 2.0, 1.5, 1.3, 200, 50, 2500, 1.2, 2.5, 0.9))
     }
     keys = [k for k in good if good[k] is not None]
     assert all(good[k] for k in keys)
@@ -195,6 +227,7 @@ def test_markdown_and_document_update(tmp_path):
             "native_bf16": [],
             "device": "cpu",
             "load_average_at_start": [0, 0, 0],
+            "isa": {"AVX-512": True, "AMX": False},
         },
         settings={"quick": True, "repeats": 1, "warmup": 0},
     )
@@ -209,6 +242,12 @@ def test_markdown_and_document_update(tmp_path):
     assert "x2.00 (median fp32 2.000 s, bf16 1.000 s)" in markdown
     bf16_rows = [line for line in markdown.splitlines() if line.startswith("| bf16 autocast >= 1.8x")]
     assert len(bf16_rows) == 2 and all("| 2.000 |" in row and "**yes**" in row for row in bf16_rows)
+    assert markdown.splitlines()[0] == "CPU instruction sets: AVX-512 yes, AMX no"
+    # ONNX Runtime rows: fp32 at 1.05x torch's 2.0 s, static int8 2.5x faster than torch fp32.
+    ort_row = next(line for line in markdown.splitlines() if line.startswith("| ONNX Runtime fp32 |"))
+    assert "| 2.100 | 0.95x |" in ort_row
+    static_row = next(line for line in markdown.splitlines() if line.startswith("| ONNX Runtime int8, static"))
+    assert "| 0.800 | 2.50x |" in static_row
     json.dumps(results)  # the JSON report must serialise
 
     doc = tmp_path / "benchmark.md"

@@ -36,11 +36,24 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
-from .targets import evaluate_targets
+from .targets import evaluate_targets, lookup
 
 SOT, EOT = 49406, 49407
 TOKENS = 17  # ASDA's expression length (SOT + 15 words + EOT); CLIPSeg gets the same length
 SENTENCE = "the small red circle left of the blue square"
+
+
+# /proc/cpuinfo flags of the instruction sets that decide low-precision speed, with their usual names.
+ISA_FLAGS = (
+    ("avx2", "AVX2"),
+    ("avx512f", "AVX-512"),
+    ("avx512_vnni", "AVX-512 VNNI"),
+    ("avx512_bf16", "AVX-512 BF16"),
+    ("avx512_fp16", "AVX-512 FP16"),
+    ("amx_tile", "AMX"),
+    ("amx_bf16", "AMX-BF16"),
+    ("amx_int8", "AMX-INT8"),
+)
 
 
 @dataclass
@@ -61,7 +74,18 @@ class BenchmarkSettings:
     memory: bool = True
     device: str = "cpu"
     threads: int | None = None
-    sections: tuple = ("ceilings", "forward", "memory", "compile", "training", "data", "predict", "agreement")
+    sections: tuple = (
+        "ceilings",
+        "forward",
+        "onnx",
+        "memory",
+        "compile",
+        "training",
+        "data",
+        "predict",
+        "agreement",
+    )
+    onnx_dir: str | None = None  # where the ONNX files of the "onnx" section go (reused when present)
     notes: list = field(default_factory=list)
 
     @classmethod
@@ -210,6 +234,7 @@ def machine_info(device: str) -> dict:
         "python": platform.python_version(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "native_bf16": sorted(flag for flag in flags if flag in ("avx512_bf16", "amx_bf16", "amx_tile")),
+        "isa": {label: flag in flags for flag, label in ISA_FLAGS},
         "load_average_at_start": [round(v, 2) for v in os.getloadavg()],
         "device": device,
     }
@@ -743,6 +768,14 @@ def run_benchmark(settings: BenchmarkSettings, log=print) -> dict:
                 stamp(f"ASDA torch.compile {name}: {entry}")
         del asda
         gc.collect()
+        # The paper text's aggregator (sfa_scales="grid") next to the published pyramid, fp32.
+        grid = build_asda("vit_b16", sfa_scales="grid")
+        forward["asda_vit_b16_grid_fp32"] = forward_benchmark(
+            grid, lambda b: asda_inputs(grid.config, b, dev), settings, fp32_rate
+        )
+        stamp(f"ASDA sfa_scales=grid fp32: {_summary(forward['asda_vit_b16_grid_fp32'])}")
+        del grid
+        gc.collect()
         clipseg = build_clipseg()
         forward["clipseg_rd64_fp32"] = forward_benchmark(
             clipseg, lambda b: clipseg_inputs(b, dev), settings, fp32_rate
@@ -750,6 +783,25 @@ def run_benchmark(settings: BenchmarkSettings, log=print) -> dict:
         stamp(f"CLIPSeg fp32: {_summary(forward['clipseg_rd64_fp32'])}")
         del clipseg
         gc.collect()
+
+    if "onnx" in sections:
+        from .onnx_rows import checkpoint_rows, onnx_forward_rows
+
+        folder = settings.onnx_dir or os.path.join("outputs", "benchmark", "onnx")
+        gflops = lookup(forward, "asda_vit_b16_fp32", "gflops_per_image")
+        if gflops is None:
+            asda = build_asda("vit_b16")
+            gflops = count_flops(lambda: asda(**asda_inputs(asda.config, 1))) / 1e9
+            del asda
+        with torch.inference_mode():
+            results["onnx"] = onnx_forward_rows(
+                settings, os.path.join(folder, "vit_b16"), gflops, fp32_rate, log=stamp
+            )
+        if settings.checkpoint:
+            results["onnx_checkpoint"] = checkpoint_rows(
+                settings.checkpoint, os.path.join(folder, "checkpoint"), settings, log=stamp
+            )
+            stamp(f"ONNX checkpoint: {results['onnx_checkpoint']['check'].get('int8')}")
 
     if "memory" in sections and settings.memory:
         memory = results["memory"] = {}

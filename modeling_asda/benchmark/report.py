@@ -15,6 +15,12 @@ def to_markdown(results: dict, command: str = "") -> str:
     machine = results["machine"]
     settings = results["settings"]
     lines = []
+    isa = machine.get("isa")
+    if isa:
+        lines.append(
+            "CPU instruction sets: "
+            + ", ".join(f"{name} {'yes' if present else 'no'}" for name, present in isa.items())
+        )
     lines.append(
         f"Machine: {machine['cpu']}, {machine['logical_cpus']} logical CPUs, torch {machine['torch']} "
         f"({machine['cpu_capability']}), {machine['torch_threads']} torch threads, native bf16: "
@@ -49,6 +55,7 @@ def to_markdown(results: dict, command: str = "") -> str:
             "asda_vit_b16_fp32_compiled": "ASDA vit_b16 416², fp32, torch.compile",
             "asda_vit_b16_bf16_compiled": "ASDA vit_b16 416², bf16 autocast, torch.compile",
             "clipseg_rd64_fp32": "CLIPSeg rd64-refined 352², fp32",
+            "asda_vit_b16_grid_fp32": 'ASDA vit_b16 416², `sfa_scales="grid"` (paper text\'s aggregator), fp32',
         }
         for name, entry in forward.items():
             label = labels.get(name, name)
@@ -83,6 +90,7 @@ def to_markdown(results: dict, command: str = "") -> str:
                 "i.e. one precision called repeatedly, as in use."
             )
         lines.append("")
+    lines.extend(onnx_markdown(results))
     training, data = results.get("training", {}), results.get("data_pipeline", {})
     if training:
         lines.append(
@@ -140,6 +148,72 @@ def to_markdown(results: dict, command: str = "") -> str:
             lines.append(f"| {t['target']}{detail} | {_fmt(t['value'], 3)} | {_fmt(t['threshold'], 2)} | {met} |")
         lines.append("")
     return "\n".join(lines)
+
+
+def onnx_markdown(results: dict) -> list[str]:
+    """ONNX Runtime next to torch (vit_b16, random weights) and on the trained checkpoint (with mask IoU)."""
+    lines = []
+    forward, ort = results.get("forward", {}), results.get("onnx")
+    if ort:
+        torch_b1 = lookup(forward, "asda_vit_b16_fp32", "latency", "median_s")
+        torch_bn = lookup(forward, "asda_vit_b16_fp32", "throughput", "images_per_s")
+        lines.append(
+            "| vit_b16 416², same run | file (MB) | latency b1 (s) | speed-up b1 vs torch fp32 "
+            "| throughput (img/s) | speed-up vs torch fp32 (batch) |"
+        )
+        lines.append("|---|---:|---:|---:|---:|---:|")
+        rows = [
+            ("torch fp32 (eager)", forward.get("asda_vit_b16_fp32"), None),
+            ("torch bf16 autocast", forward.get("asda_vit_b16_bf16"), None),
+            ("ONNX Runtime fp32", ort.get("fp32"), ort.get("fp32", {}).get("file_mb")),
+            ("ONNX Runtime int8, dynamic (MatMul)", ort.get("dynamic"), ort.get("dynamic", {}).get("file_mb")),
+            ("ONNX Runtime int8, static QDQ (Conv + MatMul)", ort.get("static"), ort.get("static", {}).get("file_mb")),
+        ]
+        for label, entry, size in rows:
+            if not entry:
+                continue
+            lat, thr = entry["latency"], entry["throughput"]
+            lines.append(
+                f"| {label} | {_fmt(size, 0)} | {lat['median_s']:.3f} | "
+                f"{_fmt(torch_b1 / lat['median_s'] if torch_b1 else None, 2, suffix='x')} | "
+                f"{thr['images_per_s']:.2f} (b{thr['batch']}) | "
+                f"{_fmt(thr['images_per_s'] / torch_bn if torch_bn else None, 2, suffix='x')} |"
+            )
+        lines.append("")
+    checkpoint = results.get("onnx_checkpoint")
+    if checkpoint:
+        check = checkpoint["check"]
+        lines.append(
+            f"On the checkpoint (`{results['settings'].get('checkpoint')}`; mask IoU against torch fp32 on "
+            f"{check['samples']} synthetic val rows at the original size, threshold {check['threshold']}):"
+        )
+        lines.append("")
+        lines.append(
+            "| checkpoint | latency b1 (ms) | throughput (img/s) | max abs logit diff vs torch | mean mask IoU vs torch fp32 |"
+        )
+        lines.append("|---|---:|---:|---:|---:|")
+        measured = {"ort_fp32": check["fp32"], "ort_int8": check.get("int8", {})}
+        for name, label in (
+            ("torch_fp32", "torch fp32"),
+            ("ort_fp32", "ONNX Runtime fp32"),
+            ("ort_int8", f"ONNX Runtime int8 ({check.get('int8', {}).get('method', '?')}, kept by the export)"),
+        ):
+            entry = checkpoint.get(name)
+            if not entry:
+                continue
+            lat, thr = entry["latency"], entry["throughput"]
+            m = measured.get(name, {})
+            lines.append(
+                f"| {label} | {lat['median_s'] * 1e3:.1f} | {thr['batch'] / thr['median_s']:.1f} (b{thr['batch']}) | "
+                f"{_fmt(m.get('max_abs_logit_difference'), 4)} | {_fmt(m.get('mean_mask_iou'), 4)} |"
+            )
+        for method, m in check.get("int8_candidates", {}).items():
+            lines.append(
+                f"| (int8 {method}, measured by the export) | {m['latency_b1_s'] * 1e3:.1f} | | "
+                f"{m['max_abs_logit_difference']:.4f} | {m['mean_mask_iou']:.4f} |"
+            )
+        lines.append("")
+    return lines
 
 
 DOC_BEGIN = "<!-- benchmark:begin (generated by scripts/benchmark.py; edits here are overwritten) -->"

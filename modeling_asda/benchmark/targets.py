@@ -7,6 +7,11 @@ FP32_CEILING_FRACTION_TARGET = 0.70
 PREDICT_OVERHEAD_TARGET = 1.2
 DATA_PIPELINE_FACTOR_TARGET = 5.0
 MEMORY_TARGET_MB = 2000.0  # "2 GB", decimal megabytes of resident memory
+ORT_FP32_SLOWDOWN_TARGET = 1.10  # ONNX Runtime fp32 within 10% of torch fp32
+ORT_INT8_SPEEDUP_TARGET = 2.0
+ORT_INT8_IOU_TARGET = 0.97
+BF16_CEILING_FRACTION_TARGET = 0.60
+INT8_METHODS = ("dynamic", "static")
 
 
 def lookup(results: dict, *keys):
@@ -99,6 +104,42 @@ def evaluate_targets(results: dict) -> list[dict]:
             factor is not None and factor >= DATA_PIPELINE_FACTOR_TARGET,
             f"{data:.1f} vs {train:.2f} samples/s" if factor else "",
         )
+    bf16_fraction = lookup(bf16, "throughput", "fraction_of_ceiling")
+    add(
+        f"torch bf16 >= {BF16_CEILING_FRACTION_TARGET:.0%} of the bf16 matmul rate (throughput batch, vit_b16)",
+        bf16_fraction,
+        BF16_CEILING_FRACTION_TARGET,
+        (bf16_fraction or 0) >= BF16_CEILING_FRACTION_TARGET,
+    )
+    torch_b1 = lookup(fp32, "latency", "median_s")
+    ort = results.get("onnx") or {}
+    ort_fp32 = lookup(ort, "fp32", "latency", "median_s")
+    slowdown = ort_fp32 / torch_b1 if ort_fp32 and torch_b1 else None
+    add(
+        f"ONNX Runtime fp32 within {ORT_FP32_SLOWDOWN_TARGET - 1:.0%} of torch fp32 (time ratio, batch 1, vit_b16)",
+        slowdown,
+        ORT_FP32_SLOWDOWN_TARGET,
+        slowdown is not None and slowdown <= ORT_FP32_SLOWDOWN_TARGET,
+        f"ORT {ort_fp32:.3f} s vs torch {torch_b1:.3f} s" if slowdown else "",
+    )
+    candidates = lookup(results, "onnx_checkpoint", "check", "int8_candidates") or {}
+    judged = []
+    for method in INT8_METHODS:
+        seconds = lookup(ort, method, "latency", "median_s")
+        if seconds and torch_b1:
+            iou = lookup(candidates, method, "mean_mask_iou")
+            judged.append((torch_b1 / seconds, method, iou))
+    good = [j for j in judged if j[2] is not None and j[2] >= ORT_INT8_IOU_TARGET]
+    best = max(good or judged, default=None)
+    detail = "; ".join(f"{m}: x{speed:.2f}, IoU {'–' if iou is None else f'{iou:.3f}'}" for speed, m, iou in judged)
+    add(
+        f"ONNX Runtime int8 >= {ORT_INT8_SPEEDUP_TARGET}x torch fp32 (batch 1, vit_b16) with mask IoU >= "
+        f"{ORT_INT8_IOU_TARGET} vs fp32 on the checkpoint",
+        None if best is None or not candidates else best[0],
+        ORT_INT8_SPEEDUP_TARGET,
+        bool(good) and best[0] >= ORT_INT8_SPEEDUP_TARGET,
+        detail,
+    )
     peak = lookup(results, "memory", "asda_vit_b16_fp32", "peak_rss_mb")
     add(
         f"vit_b16 fp32 batch-1 inference peak memory <= {MEMORY_TARGET_MB:.0f} MB",

@@ -190,4 +190,3 @@ def build_demo(segmenter, title: str = "ASDA referring image segmentation", exam
             details, inputs=info, outputs=[summary, files], api_name=False
         )
     return demo
-
