@@ -111,15 +111,19 @@ def segment_image(segmenter, image, text, output_dir: str) -> tuple[Image.Image,
 
 
 def example_inputs(folder: str, count: int = 3) -> list[list[str]]:
-    """A few scenes of the built-in synthetic data (val split) written as PNGs, with their expressions."""
+    """Scenes of the built-in synthetic data (val split, one expression each) written as PNGs at 3x size."""
     from ..data.synthetic import SyntheticConfig, generate_split
 
-    rows = generate_split("val", count, SyntheticConfig(seed=0))
+    rows = generate_split("val", 8 * count, SyntheticConfig(seed=0))
     os.makedirs(folder, exist_ok=True)
-    examples = []
-    for i, row in enumerate(rows):
-        path = os.path.join(folder, f"example_{i}.png")
-        row["image"].convert("RGB").save(path)
+    examples, seen = [], set()
+    for row in rows:
+        if row["image_id"] in seen or len(examples) == count:
+            continue
+        seen.add(row["image_id"])
+        image = row["image"].convert("RGB")
+        path = os.path.join(folder, f"example_{len(examples)}.png")
+        image.resize((3 * image.width, 3 * image.height), Image.NEAREST).save(path)
         examples.append([path, row["sentence"]])
     return examples
 
