@@ -137,3 +137,28 @@ def test_the_page_in_headless_chromium(app, scene, tmp_path):
     assert image.size[0] >= 1000 and np.asarray(image.convert("L")).std() > 5  # a drawn page, not a blank one
     if os.environ.get("ASDA_DEMO_SCREENSHOT"):  # how the README's picture is made
         shutil.copy(screenshot, os.environ["ASDA_DEMO_SCREENSHOT"])
+
+
+def test_the_space_folder_runs_unedited_in_a_fresh_process(trained_checkpoint, tmp_path):  # noqa: F811
+    """space/ + the package + a checkpoint, laid out as the Space repository: app.py builds the app from there."""
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    space = tmp_path / "space"
+    shutil.copytree(os.path.join(root, "space"), space)
+    shutil.copytree(
+        os.path.join(root, "modeling_asda"), space / "modeling_asda", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    shutil.copytree(trained_checkpoint[0], space / "model")
+    code = (
+        "import app, modeling_asda; "
+        "print(modeling_asda.__file__); "
+        "print([d.get('api_name') for d in app.demo.config['dependencies']])"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "ASDA_MODEL")}
+    done = subprocess.run([sys.executable, "-c", code], cwd=space, capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.strip().splitlines()
+    assert lines[-2].startswith(str(space / "modeling_asda"))  # the copy next to app.py, not an installed one
+    assert "'segment'" in lines[-1]

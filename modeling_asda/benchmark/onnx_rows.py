@@ -43,8 +43,8 @@ def session_benchmark(session, make_inputs, settings: BenchmarkSettings, gflops_
     return result
 
 
-def build_onnx_files(preset: str, folder: str, overrides=None, log=print) -> dict:
-    """model.onnx, dynamic.onnx and static.onnx of a randomly initialised preset in `folder` (reused if there)."""
+def build_onnx_files(preset: str, folder: str, overrides=None, calibration_samples: int = 8, log=print) -> dict:
+    """model.onnx, dynamic.onnx and static.onnx of a randomly initialised preset in `folder` (files there are reused)."""
     from ..export import check, quantize
     from ..export.onnx_export import export_onnx
     from ..processing_asda import ASDAProcessor
@@ -56,12 +56,15 @@ def build_onnx_files(preset: str, folder: str, overrides=None, log=print) -> dic
         return {**paths, "reused": True}
     model = build_asda(preset, **(overrides or {}))
     processor = ASDAProcessor.from_model_config(model.config)
-    export_onnx(model, asda_inputs(model.config, 2), folder)
-    calibration = check.synthetic_batch(processor, "train", 16, seed=1)
-    quantize.quantize_dynamic_int8(paths["fp32"], paths["dynamic"])
-    quantize.quantize_static_int8(paths["fp32"], paths["static"], check.feed_batches(calibration, 8))
+    if not os.path.isfile(paths["fp32"]):
+        export_onnx(model, asda_inputs(model.config, 2), folder)
     del model
     gc.collect()
+    if not os.path.isfile(paths["dynamic"]):
+        quantize.quantize_dynamic_int8(paths["fp32"], paths["dynamic"])
+    if not os.path.isfile(paths["static"]):
+        calibration = check.synthetic_batch(processor, "train", calibration_samples, seed=1)
+        quantize.quantize_static_int8(paths["fp32"], paths["static"], check.feed_batches(calibration, 1))
     return {**paths, "reused": False}
 
 
