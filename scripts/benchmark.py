@@ -17,7 +17,19 @@ import sys
 from modeling_asda.benchmark.measure import BenchmarkSettings, run_benchmark
 from modeling_asda.benchmark.report import to_markdown, update_document
 
-SECTIONS = ("ceilings", "forward", "clipseg", "onnx", "memory", "compile", "training", "data", "predict", "agreement")
+SECTIONS = (
+    "ceilings",
+    "forward",
+    "clipseg",
+    "onnx",
+    "onnx_checkpoint",
+    "memory",
+    "compile",
+    "training",
+    "data",
+    "predict",
+    "agreement",
+)
 
 
 def parse_args(argv=None):

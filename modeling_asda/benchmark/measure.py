@@ -79,6 +79,7 @@ class BenchmarkSettings:
         "forward",
         "clipseg",
         "onnx",
+        "onnx_checkpoint",
         "memory",
         "compile",
         "training",
@@ -787,24 +788,27 @@ def run_benchmark(settings: BenchmarkSettings, log=print) -> dict:
         del clipseg
         gc.collect()
 
+    folder = settings.onnx_dir or os.path.join("outputs", "benchmark", "onnx")
     if "onnx" in sections:
-        from .onnx_rows import checkpoint_rows, onnx_forward_rows
+        from .onnx_rows import onnx_forward_rows
 
-        folder = settings.onnx_dir or os.path.join("outputs", "benchmark", "onnx")
         gflops = lookup(forward, "asda_vit_b16_fp32", "gflops_per_image")
         if gflops is None:
             asda = build_asda("vit_b16")
-            gflops = count_flops(lambda: asda(**asda_inputs(asda.config, 1))) / 1e9
+            with torch.inference_mode():
+                gflops = count_flops(lambda: asda(**asda_inputs(asda.config, 1))) / 1e9
             del asda
         with torch.inference_mode():
             results["onnx"] = onnx_forward_rows(
                 settings, os.path.join(folder, "vit_b16"), gflops, fp32_rate, log=stamp
             )
-        if settings.checkpoint:
-            results["onnx_checkpoint"] = checkpoint_rows(
-                settings.checkpoint, os.path.join(folder, "checkpoint"), settings, log=stamp
-            )
-            stamp(f"ONNX checkpoint: {results['onnx_checkpoint']['check'].get('int8')}")
+    if "onnx_checkpoint" in sections and settings.checkpoint:
+        from .onnx_rows import checkpoint_rows
+
+        results["onnx_checkpoint"] = checkpoint_rows(
+            settings.checkpoint, os.path.join(folder, "checkpoint"), settings, log=stamp
+        )
+        stamp(f"ONNX checkpoint: {results['onnx_checkpoint']['check'].get('int8')}")
 
     if "memory" in sections and settings.memory:
         memory = results["memory"] = {}
