@@ -64,7 +64,9 @@ def build_onnx_files(preset: str, folder: str, overrides=None, calibration_sampl
         quantize.quantize_dynamic_int8(paths["fp32"], paths["dynamic"])
     if not os.path.isfile(paths["static"]):
         calibration = check.synthetic_batch(processor, "train", calibration_samples, seed=1)
-        quantize.quantize_static_int8(paths["fp32"], paths["static"], check.feed_batches(calibration, 1))
+        quantize.quantize_static_int8(
+            paths["fp32"], paths["static"], check.feed_batches(calibration, 1)
+        )  # vit_b16: batches of 8 ran out of memory
     return {**paths, "reused": False}
 
 

@@ -111,9 +111,7 @@ def quantize_static_int8(source: str, target: str, calibration_feeds: list[dict]
             weight_type=q.QuantType.QInt8,
             calibrate_method=q.CalibrationMethod.MinMax,
             nodes_to_exclude=exclude,
-            # Fold each batch's ranges in at once: keeping every intermediate tensor of every batch until
-            # the end runs out of memory for vit_b16.
-            extra_options={"CalibTensorRangeSymmetric": False, "CalibMaxIntermediateOutputs": 1},
+            extra_options={"CalibTensorRangeSymmetric": False},
         )
     return target
 

@@ -56,7 +56,7 @@ def export_checkpoint(
         with tempfile.TemporaryDirectory() as tmp:
             paths = {"dynamic": os.path.join(tmp, "dynamic.onnx"), "static": os.path.join(tmp, "static.onnx")}
             quantize.quantize_dynamic_int8(exported["path"], paths["dynamic"])
-            quantize.quantize_static_int8(exported["path"], paths["static"], check.feed_batches(calibration, 1))
+            quantize.quantize_static_int8(exported["path"], paths["static"], check.feed_batches(calibration, 8))
             for name, path in paths.items():
                 session = make_session(path)
                 measured = check.compare(reference, check.run_session(session, sample), processor, sample, threshold)
