@@ -38,7 +38,15 @@ def preprocess_for_quantization(source: str, target: str) -> str:
     stripped = target + ".stripped.onnx"
     onnx.save(model, stripped)
     del model
-    q.shape_inference.quant_pre_process(stripped, target, skip_symbolic_shape=True)
+    # The pre-pass writes scratch files into the working directory: keep them in the target's folder.
+    cwd = os.getcwd()
+    os.chdir(os.path.dirname(os.path.abspath(target)))
+    try:
+        q.shape_inference.quant_pre_process(
+            os.path.abspath(stripped), os.path.abspath(target), skip_symbolic_shape=True
+        )
+    finally:
+        os.chdir(cwd)
     os.remove(stripped)
     return target
 
