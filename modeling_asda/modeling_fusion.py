@@ -87,7 +87,7 @@ class ASDAGridScaleAggregator(nn.Module):
         self.aggregate = ASDAConvNormAct(hidden_dim, dim, 1)  # Φ_agg restores C
 
     def forward(self, global_grid: torch.Tensor, mid_grid: torch.Tensor, low_grid: torch.Tensor) -> torch.Tensor:
-        # Pool before the laterals: the same result as pooling after them costs 4x / 16x more there.
+        # Pool first (the text's down-sampling): the laterals then run on 1/4 and 1/16 of the positions.
         low = self.low_lateral(F.avg_pool2d(low_grid, kernel_size=4, stride=4, ceil_mode=True))
         mid = self.mid_lateral(F.avg_pool2d(mid_grid, kernel_size=2, stride=2, ceil_mode=True))
         merged = F.interpolate(low, size=mid.shape[-2:], mode="nearest") + mid
