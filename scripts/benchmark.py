@@ -15,6 +15,7 @@ import shlex
 import sys
 
 from modeling_asda.benchmark.measure import BenchmarkSettings, run_benchmark
+from modeling_asda.benchmark.onnx_rows import add_onnx_sections
 from modeling_asda.benchmark.report import to_markdown, update_document
 
 SECTIONS = (
@@ -73,7 +74,7 @@ def main(argv=None):
         raise SystemExit(f"--checkpoint {args.checkpoint}: no config.json there (expected a save_pretrained folder)")
     settings = BenchmarkSettings.quick_settings(**overrides) if args.quick else BenchmarkSettings(**overrides)
 
-    results = run_benchmark(settings)
+    results = run_benchmark(settings, extra_sections=(add_onnx_sections,))
     command = "python scripts/benchmark.py " + " ".join(shlex.quote(a) for a in argv)
     results["command"] = command
     markdown = to_markdown(results, command)

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
-from .targets import evaluate_targets, lookup
+from .targets import evaluate_targets
 
 SOT, EOT = 49406, 49407
 TOKENS = 17  # ASDA's expression length (SOT + 15 words + EOT); CLIPSeg gets the same length
@@ -726,7 +726,8 @@ def bf16_agreement(checkpoint: str, rows, settings: BenchmarkSettings) -> dict:
 
 
 # -------------------------------------------------------------------------------------------- run it
-def run_benchmark(settings: BenchmarkSettings, log=print) -> dict:
+def run_benchmark(settings: BenchmarkSettings, log=print, extra_sections=()) -> dict:
+    """Every section in `settings.sections`; `extra_sections` are callables (results, settings, fp32 rate, log)."""
     if settings.threads:
         torch.set_num_threads(settings.threads)
     results = {
@@ -788,27 +789,8 @@ def run_benchmark(settings: BenchmarkSettings, log=print) -> dict:
         del clipseg
         gc.collect()
 
-    folder = settings.onnx_dir or os.path.join("outputs", "benchmark", "onnx")
-    if "onnx" in sections:
-        from .onnx_rows import onnx_forward_rows
-
-        gflops = lookup(forward, "asda_vit_b16_fp32", "gflops_per_image")
-        if gflops is None:
-            asda = build_asda("vit_b16")
-            with torch.inference_mode():
-                gflops = count_flops(lambda: asda(**asda_inputs(asda.config, 1))) / 1e9
-            del asda
-        with torch.inference_mode():
-            results["onnx"] = onnx_forward_rows(
-                settings, os.path.join(folder, "vit_b16"), gflops, fp32_rate, log=stamp
-            )
-    if "onnx_checkpoint" in sections and settings.checkpoint:
-        from .onnx_rows import checkpoint_rows
-
-        results["onnx_checkpoint"] = checkpoint_rows(
-            settings.checkpoint, os.path.join(folder, "checkpoint"), settings, log=stamp
-        )
-        stamp(f"ONNX checkpoint: {results['onnx_checkpoint']['check'].get('int8')}")
+    for add_section in extra_sections:  # sections that live in their own modules (the ONNX rows)
+        add_section(results, settings, fp32_rate, stamp)
 
     if "memory" in sections and settings.memory:
         memory = results["memory"] = {}

@@ -137,3 +137,27 @@ def checkpoint_rows(checkpoint: str, folder: str, settings: BenchmarkSettings, l
                 **timed(lambda feeds=feeds, session=session: session.run(None, feeds), repeats, settings.warmup),
             }
     return rows
+
+
+def add_onnx_sections(results: dict, settings: BenchmarkSettings, fp32_rate: float, log=print):
+    """The "onnx" (vit_b16) and "onnx_checkpoint" sections of `run_benchmark`, into `results`."""
+    from .targets import lookup
+
+    sections = set(settings.sections)
+    folder = settings.onnx_dir or os.path.join("outputs", "benchmark", "onnx")
+    if "onnx" in sections:
+        gflops = lookup(results, "forward", "asda_vit_b16_fp32", "gflops_per_image")
+        if gflops is None:
+            from .measure import count_flops
+
+            asda = build_asda("vit_b16")
+            with torch.inference_mode():
+                gflops = count_flops(lambda: asda(**asda_inputs(asda.config, 1))) / 1e9
+            del asda
+        with torch.inference_mode():
+            results["onnx"] = onnx_forward_rows(settings, os.path.join(folder, "vit_b16"), gflops, fp32_rate, log=log)
+    if "onnx_checkpoint" in sections and settings.checkpoint:
+        results["onnx_checkpoint"] = checkpoint_rows(
+            settings.checkpoint, os.path.join(folder, "checkpoint"), settings, log=log
+        )
+        log(f"ONNX checkpoint: {results['onnx_checkpoint']['check'].get('int8')}")
