@@ -14,7 +14,7 @@ import time
 import numpy as np
 import torch
 
-from ..evaluation.metrics import batch_intersection_and_union, iou_from_counts
+from ..evaluation.metrics import intersection_and_union, iou_from_counts
 from .onnx_model import INPUT_NAMES
 
 DEFAULT_MAX_LOGIT_DIFF = 5e-3
@@ -63,8 +63,7 @@ def mean_mask_iou(masks_a, masks_b) -> float:
     """Mean over samples of the IoU of two lists of boolean masks (each pair at the same size)."""
     ious = []
     for a, b in zip(masks_a, masks_b):
-        intersection, union = batch_intersection_and_union(a[None], b[None])
-        ious.append(iou_from_counts(int(intersection[0]), int(union[0])))
+        ious.append(iou_from_counts(*intersection_and_union(np.asarray(a), np.asarray(b))))
     return statistics.fmean(ious)
 
 
