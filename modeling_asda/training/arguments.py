@@ -103,6 +103,10 @@ class RISTrainingArguments(TrainingArguments):
     per_device_eval_batch_size: int = field(default=16)
     weight_decay: float = field(default=0.0, metadata={"help": "0: AdamW is then exactly the paper's Adam."})
     remove_unused_columns: bool = field(default=False)
+    max_grad_norm: float = field(
+        default=0.0,
+        metadata={"help": "Gradient clipping norm; 0 = none (neither the paper nor the published code clips)."},
+    )
     lr_schedule: str = field(
         default="multistep",
         metadata={
