@@ -108,6 +108,20 @@ def test_run_writes_hub_ready_folder_results_and_table(trained_run):
             value = results[f"eval_{split}_{metric}"]
             assert 0.0 <= value <= 1.0
         assert results[f"eval_{split}_num_samples"] == 19
+        # Per-split selection shares over the tiny preset's candidates: whole samples out of 19, summing to 1.
+        for level, layers in (("low", (2, 3, 4)), ("mid", (5, 6, 7))):
+            shares = [results[f"eval_{split}_selection_{level}_L{layer}"] for layer in layers]
+            assert sum(shares) == pytest.approx(1.0)
+            assert all(abs(share * 19 - round(share * 19)) < 1e-6 for share in shares)
+    # Every training log (logging_steps 1, batch 8) carries the step's selection shares and mean entropy.
+    train_logs = [entry for entry in read_json(out / "trainer_state.json")["log_history"] if "loss" in entry]
+    assert len(train_logs) == 8
+    for entry in train_logs:
+        for level, layers in (("low", (2, 3, 4)), ("mid", (5, 6, 7))):
+            shares = [entry[f"selection_{level}_L{layer}"] for layer in layers]
+            assert sum(shares) == pytest.approx(1.0, abs=1e-3)
+            assert all(abs(share * 8 - round(share * 8)) < 1e-3 for share in shares)
+            assert 0.0 < entry[f"selection_{level}_entropy"] <= 1.0
     # The paper-style table is printed with the model row and both language-blind baselines.
     assert "| ASDA (this run) |" in stdout
     assert "| baseline: whole image |" in stdout and "| baseline: random object |" in stdout

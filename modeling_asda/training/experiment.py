@@ -3,6 +3,7 @@
 import json
 import logging
 import os
+from functools import partial
 from typing import NamedTuple
 
 import numpy as np
@@ -208,6 +209,13 @@ def check_not_empty(dataset, split, data_args):
     )
 
 
+def candidate_layers(config) -> dict:
+    """The adaptive selection's candidate layers, for the per-split selection shares of the evaluation."""
+    if config.feature_selection != "adaptive":
+        return {}
+    return {"low_layers": tuple(config.low_candidate_layers), "mid_layers": tuple(config.mid_candidate_layers)}
+
+
 def make_trainer(model, processor, training_args, splits: Splits):
     if training_args.scale_lr:
         total = (
@@ -234,7 +242,7 @@ def make_trainer(model, processor, training_args, splits: Splits):
         eval_dataset=splits.eval or None,  # a dict: --eval_strategy evaluates every split as eval_<split>_*
         data_collator=collate_ris,
         processing_class=processor,
-        compute_metrics=compute_ris_metrics,
+        compute_metrics=partial(compute_ris_metrics, **candidate_layers(model.config)),
         callbacks=callbacks,
         no_target_threshold=getattr(model.config, "no_target_threshold", 0.5),
     )

@@ -1,6 +1,7 @@
 """`Trainer` subclass for referring segmentation: the paper's optimiser/schedule and original-size evaluation."""
 
 import logging
+import math
 import os
 
 import numpy as np
@@ -35,11 +36,49 @@ class EpochToTransformCallback(TrainerCallback):
         self.transform.epoch = int(state.epoch or 0)
 
 
+class SelectionStatistics:
+    """Running per-candidate choice counts and the summed normalised entropy of the selection probabilities.
+
+    A selector whose softmax collapses onto one layer early never explores the others; these numbers make
+    that visible in the training logs (and every `report_to` backend) instead of only after training.
+    """
+
+    def __init__(self):
+        self.sums = {}  # level -> tensor [count per candidate..., entropy sum, samples]
+
+    def add(self, level: str, probs: torch.Tensor):
+        probs = probs.detach().float()
+        counts = torch.bincount(probs.argmax(-1), minlength=probs.shape[-1]).float()
+        entropy = -(probs * probs.clamp_min(1e-12).log()).sum(-1) / math.log(probs.shape[-1])
+        row = torch.cat([counts, entropy.sum()[None], torch.tensor([float(probs.shape[0])], device=probs.device)])
+        self.sums[level] = row if level not in self.sums else self.sums[level] + row
+
+    def pop(self, layers: dict, reduce=None) -> dict:
+        """{'selection_low_L2': share, ..., 'selection_low_entropy': mean} and reset; `reduce` sums over processes."""
+        logs = {}
+        for level in sorted(layers):
+            row = self.sums.get(level)
+            if row is None:
+                row = torch.zeros(len(layers[level]) + 2)
+            if reduce is not None:
+                row = reduce(row)
+            samples = float(row[-1])
+            if samples == 0:
+                continue
+            for layer, count in zip(layers[level], row[:-2].tolist()):
+                logs[f"selection_{level}_L{layer}"] = round(count / samples, 4)
+            logs[f"selection_{level}_entropy"] = round(float(row[-2]) / samples, 4)
+        self.sums = {}
+        return logs
+
+
 class RISTrainer(Trainer):
     """Adds to `Trainer`:
 
     - parameter groups with the CLIP encoders at `learning_rate * encoder_lr_ratio` (published code: 0.1);
     - the paper's multi-step schedule (x`lr_decay_rate` at each epoch of `lr_milestones`);
+    - selection health in every training log: each candidate layer's share of the samples since the last log
+      and the mean normalised entropy of the selection probabilities (adaptive selection only);
     - evaluation at the ORIGINAL image resolution: every prediction step post-processes the logits to each
       image's size (an expression the no-target head rejects gets an empty mask) and returns per-sample
       [intersection, union, low layer, mid layer, gt area, predicted area] with the row index,
@@ -50,6 +89,7 @@ class RISTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.mask_threshold = mask_threshold  # None: the model config's
         self.no_target_threshold = no_target_threshold
+        self.selection_statistics = SelectionStatistics()
         self.add_callback(ParallelismCallback(self))
 
     def create_accelerator_and_postprocess(self):
@@ -77,6 +117,35 @@ class RISTrainer(Trainer):
     def _save(self, output_dir=None, state_dict=None):
         with own_class(self.model):
             super()._save(output_dir, state_dict=state_dict)
+
+    # ------------------------------------------------------------------------------ selection health
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
+        if model.training:
+            for level in ("low", "mid"):
+                probs = getattr(outputs, f"{level}_selection_probs", None)
+                if probs is not None:
+                    self.selection_statistics.add(level, probs)
+        return (loss, outputs) if return_outputs else loss
+
+    def _candidate_layers(self) -> dict:
+        config = self.accelerator.unwrap_model(self.model).config
+        if getattr(config, "feature_selection", None) != "adaptive":
+            return {}
+        return {"low": config.low_candidate_layers, "mid": config.mid_candidate_layers}
+
+    def log(self, logs: dict, *args, **kwargs):
+        # Training logs carry "loss"; every process reaches this call, so the sum over processes is safe here.
+        if "loss" in logs:
+            layers = self._candidate_layers()
+            if layers:
+                device = self.args.device
+                logs.update(
+                    self.selection_statistics.pop(
+                        layers, reduce=lambda row: self.accelerator.reduce(row.to(device), reduction="sum").cpu()
+                    )
+                )
+        super().log(logs, *args, **kwargs)
 
     # -------------------------------------------------------------------------------- optimisation
     def create_optimizer(self, model=None):
@@ -177,9 +246,12 @@ def _has_optimizer_state(checkpoint) -> bool:
     )
 
 
-def compute_ris_metrics(eval_prediction) -> dict:
+def compute_ris_metrics(eval_prediction, low_layers=(), mid_layers=()) -> dict:
     """EvalPrediction(predictions=[I, U, low, mid, gt area, predicted area] per sample, label_ids=row index) ->
     metric dict: mIoU, oIoU, Prec@X, and the generalized gIoU, cIoU, N_acc, T_acc, Pr@X (see evaluation.metrics).
+
+    With candidate layers given, also the share of the split's samples that chose each of them
+    (`selection_low_L4`, ...): a selection that collapsed on one layer shows as a share near 1.
 
     Row indices must be 0..N-1, each exactly once: a sample counted twice or lost by a distributed
     gather would silently bias the metrics, so it is an error.
@@ -196,4 +268,9 @@ def compute_ris_metrics(eval_prediction) -> dict:
     if predictions.shape[1] >= 6:
         metrics.update(generalized_summary(predictions[:, 0], predictions[:, 1], predictions[:, 4], predictions[:, 5]))
     metrics["num_samples"] = int(predictions.shape[0])
+    for level, column, layers in (("low", 2, low_layers), ("mid", 3, mid_layers)):
+        chosen = predictions[:, column]
+        if layers and chosen.size and (chosen >= 0).all():
+            for layer in layers:
+                metrics[f"selection_{level}_L{layer}"] = float(np.mean(chosen == layer))
     return metrics
