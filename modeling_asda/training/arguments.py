@@ -123,6 +123,17 @@ class RISTrainingArguments(TrainingArguments):
         metadata={"help": "Published code: learning_rate is per 16 images, scaled by the total batch / 16."},
     )
 
+    selection_gumbel_scale: float = field(
+        default=0.0,
+        metadata={
+            "help": "Exploration of the adaptive selection: Gumbel noise of this scale on the selection logits at "
+            "the first step, annealed linearly to 0 over --selection_exploration_fraction of training. 0 = off."
+        },
+    )
+    selection_exploration_fraction: float = field(
+        default=0.3, metadata={"help": "Share of the training steps over which the Gumbel noise anneals to 0."}
+    )
+
     def __post_init__(self):
         from .parallelism import check_deepspeed_request, check_fsdp_request, default_fsdp_wrapping
 

@@ -26,7 +26,7 @@ from ..evaluation.model_card import push_folder_to_hub, write_model_card
 from ..modeling_asda import ASDAForReferringSegmentation
 from ..processing_asda import ASDAProcessor
 from .arguments import parse_config_overrides
-from .trainer import EpochToTransformCallback, RISTrainer, compute_ris_metrics
+from .trainer import EpochToTransformCallback, RISTrainer, SelectionExplorationCallback, compute_ris_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -235,6 +235,12 @@ def make_trainer(model, processor, training_args, splits: Splits):
     training_args.asda_push_to_hub = training_args.push_to_hub
     training_args.push_to_hub = False
     callbacks = [EpochToTransformCallback(splits.train_transform)] if splits.train is not None else []
+    if training_args.selection_gumbel_scale > 0:
+        callbacks.append(
+            SelectionExplorationCallback(
+                training_args.selection_gumbel_scale, training_args.selection_exploration_fraction
+            )
+        )
     return RISTrainer(
         model=model,
         args=training_args,

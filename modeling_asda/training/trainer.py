@@ -36,6 +36,38 @@ class EpochToTransformCallback(TrainerCallback):
         self.transform.epoch = int(state.epoch or 0)
 
 
+class SelectionExplorationCallback(TrainerCallback):
+    """Anneals the selection's Gumbel noise linearly from `scale` at step 0 to 0 at `fraction` of training.
+
+    Early in training the selector's choice barely depends on the expression; a layer that happens to win
+    the first steps gets trained features and keeps winning. Noise on the selection logits lets every
+    candidate be tried (and its straight-through gradient seen) before the choice settles.
+    """
+
+    def __init__(self, scale: float, fraction: float):
+        self.scale = scale
+        self.fraction = fraction
+
+    def noise_at(self, step: int, max_steps: int) -> float:
+        horizon = self.fraction * max_steps
+        if self.scale <= 0 or horizon <= 0:
+            return 0.0
+        return self.scale * max(0.0, 1.0 - step / horizon)
+
+    def _apply(self, model, value: float):
+        for module in model.modules():
+            if hasattr(module, "exploration_noise"):
+                module.exploration_noise = value
+
+    def on_step_begin(self, args, state, control, model=None, **kwargs):
+        if model is not None:
+            self._apply(model, self.noise_at(state.global_step, state.max_steps))
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        if model is not None:
+            self._apply(model, 0.0)
+
+
 class SelectionStatistics:
     """Running per-candidate choice counts and the summed normalised entropy of the selection probabilities.
 
