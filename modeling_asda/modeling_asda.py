@@ -6,6 +6,7 @@ ViT layer per expression (AFS) -> sentence-gated top layer F_G and scale-wise ag
 word-guided dual-branch aligner (WGDA) -> mask logits at 8x the ViT grid (208x208 for a 416 input).
 """
 
+import math
 import os
 from dataclasses import dataclass
 
@@ -17,7 +18,7 @@ from transformers import CLIPModel, CLIPTextModel, CLIPVisionModel, PreTrainedMo
 from transformers.utils import ModelOutput, logging
 
 from .configuration_asda import ASDAConfig
-from .modeling_aligner import ASDA_ALIGNERS
+from .modeling_aligner import ASDA_ALIGNERS, ASDACoefficientHead
 from .modeling_fusion import (
     ASDAConcatFusion,
     ASDAGridScaleAggregator,
@@ -117,10 +118,18 @@ class ASDAPreTrainedModel(PreTrainedModel):
                 grid, dim = self.config.grid_size, table.shape[1]
                 sincos = sine_position_encoding(grid, grid, dim, normalize=False) * scale
                 table.copy_(torch.cat([torch.zeros(1, dim, dtype=sincos.dtype), sincos]))  # class token: no position
+        for module in self.modules():
+            if isinstance(module, ASDACoefficientHead):
+                _init_coefficient_output(module)
 
     @torch.no_grad()
     def _init_weights(self, module):
         # CLIP sub-models initialise themselves (transformers dispatches to their own _init_weights).
+        # Convolutions are scaled by fan_in: an output's variance is fan_in * Var(w) * E[x^2], so this keeps every
+        # head at its input's scale at any width, where fan_out (or a fixed std on a wide input) makes layers with
+        # few outputs or many inputs explode: at paper width the mask logits and the tanh coefficients started
+        # saturated. The coefficients start at std sqrt(2 / N_c) (`initialize_weights`), so the sum over N_c masks
+        # starts near unit spread.
         std = self.config.initializer_range
         if isinstance(module, ASDAPositionMixin):
             module.reset_position()
@@ -128,8 +137,14 @@ class ASDAPreTrainedModel(PreTrainedModel):
             nn.init.trunc_normal_(module.weight, std=std)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
-        elif isinstance(module, (nn.Conv1d, nn.Conv2d, nn.ConvTranspose2d)):
-            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(module, (nn.Conv1d, nn.Conv2d)):
+            nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.ConvTranspose2d):
+            # With stride = kernel every output sees one tap of each input channel.
+            taps = math.prod(k // s for k, s in zip(module.kernel_size, module.stride)) or 1
+            nn.init.normal_(module.weight, std=math.sqrt(2.0 / (module.in_channels * taps)))
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
         elif isinstance(module, (nn.BatchNorm2d, nn.LayerNorm)):
@@ -139,6 +154,23 @@ class ASDAPreTrainedModel(PreTrainedModel):
                 nn.init.zeros_(module.running_mean)
                 nn.init.ones_(module.running_var)
                 nn.init.zeros_(module.num_batches_tracked)
+
+
+@torch.no_grad()
+def _init_coefficient_output(head: ASDACoefficientHead):
+    """The layer that produces the pre-tanh coefficients starts at std sqrt(2 / N_c) for unit-variance inputs.
+
+    Flatten pooling: the Linear over the flattened maps. Mean pooling: the last conv (the spatial mean of a
+    map has at most the map's variance). Skipped when the weight came from a checkpoint.
+    """
+    last = head.convs[-1]
+    target = math.sqrt(2.0 / last.out_channels)
+    if head.pooling == "flatten":
+        weight, std = head.reduce.weight, target / math.sqrt(head.reduce.in_features)
+    else:  # the conv's input is LeakyReLU(BatchNorm(.)), second moment ~1/2
+        weight, std = last.weight, target * math.sqrt(2.0 / last.weight[0].numel())
+    if not getattr(weight, "_is_hf_initialized", False):
+        weight.normal_(0.0, std)
 
 
 def resize_position_embeddings(table: torch.Tensor, grid_size: int) -> torch.Tensor:

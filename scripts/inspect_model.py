@@ -3,7 +3,8 @@
 
     python scripts/inspect_model.py --preset vit_b16
     python scripts/inspect_model.py --preset vit_b16 --config_overrides aligner=single,coefficient_pooling=mean
-    python scripts/inspect_model.py --model outputs/asda-tiny-synthetic --image_size 128 --json stats.json
+    python scripts/inspect_model.py --model outputs/asda-tiny-synthetic --json stats.json
+    python scripts/inspect_model.py --preset vit_b16 --all_variants [--init fan_out]   # head figures per variant
 
 Prints the head figures (mask logit spread and share beyond |5|, share of coefficients with |tanh| > 0.96,
 their pre-tanh spread, the selection's mean max probability and normalised entropy) and, per module, the
@@ -18,12 +19,16 @@ import sys
 
 import torch
 
+from modeling_asda import ASDAForReferringSegmentation
 from modeling_asda.tools.inspection import (
+    apply_fan_out_init,
     format_figures,
     format_module_table,
+    format_variant_table,
     head_figures,
     module_statistics,
     random_inputs,
+    variant_figures,
 )
 from modeling_asda.training.arguments import parse_config_overrides
 from modeling_asda.training.experiment import preset_config
@@ -38,6 +43,15 @@ def parse_args(argv):
     parser.add_argument("--depth", type=int, default=3, help="module names up to this many dots")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=None, help="also write the figures and the module rows here")
+    parser.add_argument(
+        "--all_variants", action="store_true", help="head figures of every aligner/fusion/pooling/selector variant"
+    )
+    parser.add_argument(
+        "--init",
+        default="default",
+        choices=("default", "fan_out"),
+        help="fan_out: re-initialise the heads with kaiming fan_out / std 0.02, for comparison",
+    )
     return parser.parse_args(argv)
 
 
@@ -45,14 +59,19 @@ def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     torch.manual_seed(args.seed)
     overrides = parse_config_overrides(args.config_overrides)
+    if args.all_variants:
+        results = variant_figures(args.preset, init=args.init, seed=args.seed, **overrides)
+        print(format_variant_table(results))
+        if args.json:
+            with open(args.json, "w") as handle:
+                json.dump(results, handle, indent=2)
+        return results
     if args.model:
-        from modeling_asda import ASDAForReferringSegmentation
-
         model = ASDAForReferringSegmentation.from_pretrained(args.model, **overrides)
     else:
-        from modeling_asda import ASDAForReferringSegmentation
-
         model = ASDAForReferringSegmentation(preset_config(args.preset, overrides))
+    if args.init == "fan_out":
+        apply_fan_out_init(model)
     inputs = random_inputs(model.config, args.batch_size, args.seed)
     figures = head_figures(model, inputs)
     rows = module_statistics(model, inputs, max_depth=args.depth)

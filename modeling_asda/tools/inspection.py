@@ -187,6 +187,60 @@ def module_statistics(model: nn.Module, inputs: dict, max_depth: int = 3, skip_e
     return rows
 
 
+# One switch at a time from the preset: every aligner, fusion, coefficient pooling, selector and selection mode.
+VARIANTS = {
+    "default": {},
+    "aligner=single": {"aligner": "single"},
+    "aligner=none": {"aligner": "none"},
+    "fusion=concat": {"fusion": "concat"},
+    "coefficient_pooling=flatten": {"coefficient_pooling": "flatten"},
+    "coefficient_pooling=mean": {"coefficient_pooling": "mean"},
+    "selector=mlp": {"selector": "mlp"},
+    "selector=conv": {"selector": "conv"},
+    "feature_selection=manual": {"feature_selection": "manual"},
+    "feature_selection=none": {"feature_selection": "none"},
+    "response_activation=sigmoid": {"response_activation": "sigmoid"},
+}
+
+FIGURE_COLUMNS = (
+    "logit_std",
+    "logit_beyond_5",
+    "coef_saturated",
+    "coef_pre_tanh_std",
+    "low_max_prob",
+    "low_entropy",
+    "mid_max_prob",
+    "mid_entropy",
+)
+
+
+def variant_figures(preset: str, variants: dict | None = None, init: str = "default", seed: int = 0, **overrides):
+    """{variant name: head figures} of freshly built models, one switch at a time from `preset`."""
+    from ..modeling_asda import ASDAForReferringSegmentation
+
+    results = {}
+    for name, switches in (variants or VARIANTS).items():
+        torch.manual_seed(seed)
+        config = getattr(ASDAConfig, preset)(**overrides, **switches)
+        model = ASDAForReferringSegmentation(config)
+        if init == "fan_out":
+            apply_fan_out_init(model)
+        results[name] = head_figures(model, random_inputs(config, 2, seed))
+    return results
+
+
+def format_variant_table(results: dict) -> str:
+    lines = ["| variant | " + " | ".join(FIGURE_COLUMNS) + " |", "|---|" + "---:|" * len(FIGURE_COLUMNS)]
+    for name, figures in results.items():
+        cells = []
+        for column in FIGURE_COLUMNS:
+            value = figures.get(column)
+            spec = ".1%" if column in ("logit_beyond_5", "coef_saturated") else ".2f"
+            cells.append("" if value is None else format(value, spec))
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def _fmt(value, spec=".3g"):
     return "" if value is None else format(value, spec)
 
@@ -207,3 +261,25 @@ def format_module_table(rows: list[dict]) -> str:
             f"{_fmt(row.get('saturated'), '.1%')} | {_fmt(row['grad_norm'])} | {_fmt(row['grad_to_param'])} |"
         )
     return "\n".join(lines)
+
+
+@torch.no_grad()
+def apply_fan_out_init(model: nn.Module) -> nn.Module:
+    """Re-initialise the heads with the common detection default, to compare with the model's own scheme.
+
+    Kaiming normal with `fan_out` on every convolution and a truncated normal of std 0.02 on every linear
+    layer (biases zero); the CLIP encoders are left as they are. At paper width this saturates the mask
+    logits and the tanh coefficients (see `head_figures`).
+    """
+    for name, module in model.named_modules():
+        if name.split(".")[0] in ("text_model", "vision_model"):
+            continue
+        if isinstance(module, nn.Linear):
+            nn.init.trunc_normal_(module.weight, std=0.02)
+        elif isinstance(module, (nn.Conv1d, nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        else:
+            continue
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    return model
