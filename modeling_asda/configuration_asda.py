@@ -13,7 +13,8 @@ logger = logging.get_logger(__name__)
 _CHOICES = {
     "feature_selection": ("adaptive", "manual", "none"),
     "selection": ("straight_through", "hard", "soft"),
-    "selector": ("linear", "mlp", "conv"),
+    "selector": ("linear", "mlp", "conv", "shared_linear"),
+    "selection_text_feature": ("final", "same_layer"),
     "fusion": ("sfa", "concat"),
     "sfa_scales": ("pyramid", "grid"),
     "aligner": ("dual", "single", "none"),
@@ -64,7 +65,13 @@ class ASDAConfig(PretrainedConfig):
             How the argmax is taken. `"hard"` is the published code: argmax only, so the selector never
             receives a gradient. `"straight_through"` is hard one-hot forward with the softmax gradient
             backward (the default: the selector trains). `"soft"` mixes layers by their probabilities.
-        selector (`str`, defaults to `"linear"`): the selection network Φ_as (Table 5): linear, mlp or conv.
+        selector (`str`, defaults to `"linear"`):
+            The selection network Φ_as (Table 5): `"linear"` over the concatenated scores, `"mlp"`, `"conv"`, or
+            `"shared_linear"`, the published code's one C->1 linear applied to each candidate's score.
+        selection_text_feature (`str`, defaults to `"final"`):
+            The text side of eq. 1. `"final"`: the sentence feature f_E (the paper's text). `"same_layer"`: the EOT
+            token of the text encoder's layer l (before the final LayerNorm, no projection) scores vision layer l,
+            and Φ_T has no bias, as in the published code; needs a text encoder at least as deep as the candidates.
         selector_hidden_dim (`int`, defaults to 256): hidden width of the mlp/conv selectors.
         fusion (`str`, defaults to `"sfa"`): `"sfa"` scale-wise aggregator (eq. 4-5) or `"concat"` (CRIS-style).
         sfa_scales (`str`, defaults to `"pyramid"`):
@@ -80,7 +87,17 @@ class ASDAConfig(PretrainedConfig):
         num_attention_heads (`int`, defaults to 8): heads of the local self- and cross-attention.
         local_attention_mlp_dim (`int`, defaults to 512): MLP width of the local self-attention layers.
         cross_attention_mlp_dim (`int`, defaults to 2048): MLP width of the word cross-attention layer.
-        attention_dropout, hidden_dropout (`float`, defaults to 0.0 and 0.1).
+        attention_dropout, hidden_dropout (`float`, defaults to 0.0 and 0.1): published code: 0.1 and 0.1.
+        batch_norm_momentum (`float`, defaults to 0.1):
+            Momentum of the heads' BatchNorm running statistics (PyTorch convention: weight of the new batch). The
+            published code uses 0.999, i.e. the running statistics are essentially those of the last batch.
+        relu_coarse_features (`bool`, defaults to `False`):
+            Apply ReLU to F_coarse before the aligner, as the published code does.
+        normalize_local_positions (`bool`, defaults to `True`):
+            Sine positions of the local attention over coordinates scaled to (0, 2π] (DETR); `False` uses the
+            integer grid coordinates, as the published code's visual branch does.
+        mask_padding_words (`bool`, defaults to `True`):
+            Mask padding tokens in the word cross-attention. The published code attends to them.
         decoder_hidden_dim (`int`, defaults to 256): width of the segmentation decoder (published: C/2).
         decoder_upsampling (`int`, defaults to 8):
             How far the decoder upsamples the ViT grid (a power of 2, one 2x upsample + 3x3 conv stage per
@@ -144,6 +161,7 @@ class ASDAConfig(PretrainedConfig):
         selection="straight_through",
         selector="linear",
         selector_hidden_dim=256,
+        selection_text_feature="final",
         fusion="sfa",
         sfa_scales="pyramid",
         sfa_hidden_dim=None,
@@ -154,6 +172,10 @@ class ASDAConfig(PretrainedConfig):
         cross_attention_mlp_dim=2048,
         attention_dropout=0.0,
         hidden_dropout=0.1,
+        batch_norm_momentum=0.1,
+        relu_coarse_features=False,
+        normalize_local_positions=True,
+        mask_padding_words=True,
         decoder_hidden_dim=256,
         decoder_upsampling=8,
         num_response_masks=32,
@@ -197,6 +219,7 @@ class ASDAConfig(PretrainedConfig):
         self.selection = selection
         self.selector = selector
         self.selector_hidden_dim = selector_hidden_dim
+        self.selection_text_feature = selection_text_feature
         self.fusion = fusion
         self.sfa_scales = sfa_scales
         if sfa_hidden_dim is None:
@@ -209,6 +232,10 @@ class ASDAConfig(PretrainedConfig):
         self.cross_attention_mlp_dim = cross_attention_mlp_dim
         self.attention_dropout = attention_dropout
         self.hidden_dropout = hidden_dropout
+        self.batch_norm_momentum = batch_norm_momentum
+        self.relu_coarse_features = relu_coarse_features
+        self.normalize_local_positions = normalize_local_positions
+        self.mask_padding_words = mask_padding_words
         self.decoder_hidden_dim = decoder_hidden_dim
         self.decoder_upsampling = int(decoder_upsampling)
         self.num_response_masks = num_response_masks
@@ -279,6 +306,15 @@ class ASDAConfig(PretrainedConfig):
                 f"ASDAConfig.no_target_threshold={self.no_target_threshold} must be in (0, 1) and "
                 f"no_target_loss_weight={self.no_target_loss_weight} >= 0."
             )
+        if self.selection_text_feature == "same_layer" and self.feature_selection == "adaptive":
+            deepest = max(self.low_candidate_layers + self.mid_candidate_layers)
+            if self.text_config.num_hidden_layers < deepest:
+                raise ValueError(
+                    f"ASDAConfig.selection_text_feature='same_layer' scores vision layer l with text layer l, but the "
+                    f"text encoder has {self.text_config.num_hidden_layers} layers and the candidates reach {deepest}."
+                )
+        if not 0.0 < self.batch_norm_momentum <= 1.0:
+            raise ValueError(f"ASDAConfig.batch_norm_momentum={self.batch_norm_momentum} must be in (0, 1].")
         if not self.vision_position_init_scale >= 0:  # also catches NaN
             raise ValueError(f"ASDAConfig.vision_position_init_scale={self.vision_position_init_scale} must be >= 0.")
         if self.vision_position_init_scale > 0 and self.vision_config.hidden_size % 4 != 0:

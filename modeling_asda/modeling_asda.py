@@ -214,6 +214,9 @@ class ASDAForReferringSegmentation(ASDAPreTrainedModel):
         self.aligner = ASDA_ALIGNERS[config.aligner](config)
         if config.no_target_head:
             self.no_target_head = ASDANoTargetHead(config)
+        for name, module in self.named_modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm) and not name.startswith(("text_", "vision_")):
+                module.momentum = config.batch_norm_momentum
         self.post_init()
 
     def add_no_target_head(self):
@@ -297,12 +300,16 @@ class ASDAForReferringSegmentation(ASDAPreTrainedModel):
         return states
 
     def _text_features(self, input_ids, attention_mask):
-        """f_T (B, L, C) word features after the text projection, and f_E (B, C), the EOT word's feature."""
-        hidden = self.text_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        words = self.text_projection(hidden)
+        """f_T (B, L, C) word features after the text projection, f_E (B, C) the EOT word's feature, and with
+        same-layer scoring the EOT token of every text layer [embeddings, layer 1, ...] (else None)."""
+        same_layer = self.config.selection_text_feature == "same_layer"
+        text = self.text_model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=same_layer)
+        words = self.text_projection(text.last_hidden_state)
         eot = (input_ids == self.config.text_config.eos_token_id).int().argmax(dim=-1)
-        sentence = words[torch.arange(words.shape[0], device=words.device), eot]
-        return words, sentence
+        rows = torch.arange(words.shape[0], device=words.device)
+        sentence = words[rows, eot]
+        layer_eot = [hidden[rows, eot] for hidden in text.hidden_states] if same_layer else None
+        return words, sentence, layer_eot
 
     # ---------------------------------------------------------------------------------------- forward
     def forward(
@@ -337,20 +344,23 @@ class ASDAForReferringSegmentation(ASDAPreTrainedModel):
             attention_mask = torch.ones_like(input_ids)
 
         states = self._vision_hidden_states(pixel_values)
-        words, sentence = self._text_features(input_ids, attention_mask)
+        words, sentence, layer_eot = self._text_features(input_ids, attention_mask)
         batch, grid = pixel_values.shape[0], self.config.image_size // self.config.vision_config.patch_size
 
         def to_map(hidden: torch.Tensor) -> torch.Tensor:
             return tokens_to_grid(hidden[:, 1:], grid, grid)
 
         coarse = self.fusion(to_map(states[-1]), sentence)  # F_G
-        selection = self._select_layers(states, sentence, batch)
+        selection = self._select_layers(states, sentence, batch, layer_eot)
         if selection is not None:
             coarse = self.aggregator(
                 coarse, to_map(selection.mid_features), to_map(selection.low_features)
             )  # F_coarse
+        if self.config.relu_coarse_features:
+            coarse = F.relu(coarse)
 
-        head = self.aligner(coarse, words, attention_mask.bool())
+        word_mask = attention_mask.bool() if self.config.mask_padding_words else torch.ones_like(input_ids).bool()
+        head = self.aligner(coarse, words, word_mask)
         loss = asda_mask_loss(head.logits, labels, self.config) if labels is not None else None
         target_logits = None
         if getattr(self, "no_target_head", None) is not None:
@@ -375,14 +385,21 @@ class ASDAForReferringSegmentation(ASDAPreTrainedModel):
             output.coefficients = head.coefficients
         return output if return_dict else output.to_tuple()
 
-    def _select_layers(self, states: list[torch.Tensor], sentence: torch.Tensor, batch: int):
+    def _select_layers(self, states: list[torch.Tensor], sentence: torch.Tensor, batch: int, layer_eot=None):
         """F_L and F_M (AFS, or the configured layers); None when the model uses the top layer only."""
         mode = self.config.feature_selection
         if mode == "adaptive":
+            low, mid = self.config.low_candidate_layers, self.config.mid_candidate_layers
+            low_text = mid_text = None
+            if layer_eot is not None:  # vision layer l is scored with text layer l
+                low_text = torch.stack([layer_eot[i] for i in low], dim=1)
+                mid_text = torch.stack([layer_eot[i] for i in mid], dim=1)
             return self.feature_selection(
-                torch.stack([states[i] for i in self.config.low_candidate_layers], dim=1),
-                torch.stack([states[i] for i in self.config.mid_candidate_layers], dim=1),
+                torch.stack([states[i] for i in low], dim=1),
+                torch.stack([states[i] for i in mid], dim=1),
                 sentence,
+                low_text,
+                mid_text,
             )
         if mode == "manual":
             low_layer, mid_layer = self.config.manual_layers

@@ -103,19 +103,25 @@ class ASDAPositionMixin(nn.Module):
     def __init__(self, config):
         super().__init__()
         self.grid_size = config.grid_size
-        self.register_buffer(
-            "position", sine_position_encoding(self.grid_size, self.grid_size, config.projection_dim), persistent=False
+        self.normalize_positions = config.normalize_local_positions
+        table = sine_position_encoding(
+            self.grid_size, self.grid_size, config.projection_dim, normalize=self.normalize_positions
         )
+        self.register_buffer("position", table, persistent=False)
 
     @torch.no_grad()
     def reset_position(self):
-        table = sine_position_encoding(self.grid_size, self.grid_size, self.position.shape[-1])
+        table = sine_position_encoding(
+            self.grid_size, self.grid_size, self.position.shape[-1], normalize=self.normalize_positions
+        )
         self.position.copy_(table.to(self.position.device))
 
     def position_for(self, height: int, width: int, tokens: torch.Tensor) -> torch.Tensor:
         position = self.position
         if position.shape[0] != height * width:  # another input size: computed on the fly, not cached
-            position = sine_position_encoding(height, width, tokens.shape[-1]).to(tokens.device)
+            position = sine_position_encoding(height, width, tokens.shape[-1], normalize=self.normalize_positions).to(
+                tokens.device
+            )
         return position.to(tokens.dtype)
 
 

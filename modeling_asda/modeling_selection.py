@@ -24,7 +24,7 @@ class ASDASelectionOutput(NamedTuple):
 
 
 class ASDASelectionNetwork(nn.Module):
-    """Φ_as: scores (B, K, C) -> logits (B, K). The three variants of the paper's Table 5."""
+    """Φ_as: scores (B, K, C) -> logits (B, K). The three variants of the paper's Table 5 and the published one."""
 
     def __init__(self, kind: str, num_candidates: int, dim: int, hidden_dim: int):
         super().__init__()
@@ -43,12 +43,17 @@ class ASDASelectionNetwork(nn.Module):
                 nn.GELU(),
                 nn.Conv1d(hidden_dim, 1, kernel_size=1),
             )
+        elif kind == "shared_linear":
+            # The published code: one C -> 1 linear scores each candidate on its own.
+            self.net = nn.Linear(dim, 1)
         else:
-            raise ValueError(f"Unknown selector {kind!r}; expected linear, mlp or conv.")
+            raise ValueError(f"Unknown selector {kind!r}; expected linear, mlp, conv or shared_linear.")
 
     def forward(self, scores: torch.Tensor) -> torch.Tensor:
         if self.kind == "conv":
             return self.net(scores.transpose(1, 2)).squeeze(1)
+        if self.kind == "shared_linear":
+            return self.net(scores).squeeze(-1)
         return self.net(scores.flatten(1))
 
 
@@ -60,6 +65,10 @@ class ASDAAdaptiveFeatureSelection(nn.Module):
       - "straight_through": the forward pass uses exactly the argmax layer; the backward pass uses the
         softmax gradient, so the selector learns which layer lowers the mask loss.
       - "soft": a probability-weighted mix of the candidate layers (forward and backward).
+
+    `exploration_noise` (set by the training loop, 0 otherwise) adds Gumbel noise of that scale to the
+    selection logits in training mode, so the argmax (and its straight-through gradient) also visits
+    candidates the selector does not yet prefer; the returned probabilities are those that were used.
     """
 
     def __init__(self, config):
@@ -70,18 +79,29 @@ class ASDAAdaptiveFeatureSelection(nn.Module):
         # Plain tuples, not buffers: non-persistent buffers are not restored by from_pretrained.
         self.low_layers = tuple(config.low_candidate_layers)
         self.mid_layers = tuple(config.mid_candidate_layers)
-        self.class_token_proj = nn.Linear(vision_dim, dim)  # Φ_T, shared by both candidate sets
+        same_layer = config.selection_text_feature == "same_layer"
+        if same_layer:  # scored against the text encoder's own width, Φ_T without bias (published code)
+            dim = config.text_config.hidden_size
+        self.class_token_proj = nn.Linear(vision_dim, dim, bias=not same_layer)  # Φ_T, shared by both sets
         self.low_selector = ASDASelectionNetwork(
             config.selector, len(config.low_candidate_layers), dim, config.selector_hidden_dim
         )
         self.mid_selector = ASDASelectionNetwork(
             config.selector, len(config.mid_candidate_layers), dim, config.selector_hidden_dim
         )
+        self.exploration_noise = 0.0
 
-    def _select(self, selector: ASDASelectionNetwork, candidates: torch.Tensor, sentence: torch.Tensor):
-        # candidates: (B, K, 1 + HW, D) hidden states of the candidate layers; sentence: (B, C)
-        scores = sentence.unsqueeze(1) * self.class_token_proj(candidates[:, :, 0])  # eq. 1: (B, K, C)
-        probs = selector(scores).float().softmax(dim=-1).to(candidates.dtype)
+    def _select(self, selector: ASDASelectionNetwork, candidates: torch.Tensor, text: torch.Tensor):
+        # candidates: (B, K, 1 + HW, D) hidden states of the candidate layers; text: f_E (B, C), or the EOT
+        # feature of each candidate's own text layer (B, K, C)
+        if text.dim() == 2:
+            text = text.unsqueeze(1)
+        scores = text * self.class_token_proj(candidates[:, :, 0])  # eq. 1: (B, K, C)
+        logits = selector(scores).float()
+        if self.training and self.exploration_noise > 0:
+            uniform = torch.rand_like(logits).clamp_(1e-9, 1 - 1e-9)
+            logits = logits - self.exploration_noise * torch.log(-torch.log(uniform))
+        probs = logits.softmax(dim=-1).to(candidates.dtype)
         index = probs.argmax(dim=-1)
         if self.selection == "soft":
             selected = torch.einsum("bk,bknd->bnd", probs, candidates)
@@ -93,9 +113,14 @@ class ASDAAdaptiveFeatureSelection(nn.Module):
                 selected = selected + torch.einsum("bk,bknd->bnd", probs - probs.detach(), candidates)
         return selected, index, probs
 
-    def forward(self, low_candidates: torch.Tensor, mid_candidates: torch.Tensor, sentence: torch.Tensor):
-        low, low_index, low_probs = self._select(self.low_selector, low_candidates, sentence)
-        mid, mid_index, mid_probs = self._select(self.mid_selector, mid_candidates, sentence)
+    def forward(self, low_candidates, mid_candidates, sentence, low_text=None, mid_text=None):
+        """`low_text` / `mid_text` (B, K, C): per-candidate text features (same-layer scoring); else f_E for all."""
+        low, low_index, low_probs = self._select(
+            self.low_selector, low_candidates, sentence if low_text is None else low_text
+        )
+        mid, mid_index, mid_probs = self._select(
+            self.mid_selector, mid_candidates, sentence if mid_text is None else mid_text
+        )
         return ASDASelectionOutput(
             low_features=low,
             mid_features=mid,

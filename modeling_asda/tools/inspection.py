@@ -64,7 +64,7 @@ def _capture_pre_tanh(head) -> tuple[_Capture, object]:
 def _entropy(probs: torch.Tensor) -> torch.Tensor:
     """Entropy of each row divided by log(K): 1 = uniform, 0 = one-hot."""
     probs = probs.float().clamp_min(1e-12)
-    return -(probs * probs.log()).sum(-1) / math.log(probs.shape[-1])
+    return -(probs * probs.log()).sum(-1) / math.log(max(probs.shape[-1], 2))
 
 
 def selection_summary(probs: torch.Tensor, layers) -> dict:

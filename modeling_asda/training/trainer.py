@@ -81,7 +81,7 @@ class SelectionStatistics:
     def add(self, level: str, probs: torch.Tensor):
         probs = probs.detach().float()
         counts = torch.bincount(probs.argmax(-1), minlength=probs.shape[-1]).float()
-        entropy = -(probs * probs.clamp_min(1e-12).log()).sum(-1) / math.log(probs.shape[-1])
+        entropy = -(probs * probs.clamp_min(1e-12).log()).sum(-1) / math.log(max(probs.shape[-1], 2))
         row = torch.cat([counts, entropy.sum()[None], torch.tensor([float(probs.shape[0])], device=probs.device)])
         self.sums[level] = row if level not in self.sums else self.sums[level] + row
 
