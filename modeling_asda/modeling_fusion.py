@@ -1,12 +1,13 @@
 # Copyright (c) 2026 The ASDA for Transformers authors. MIT License (see LICENSE in the project repository).
 """Vision-language fusion before the aligner: F_G = F_H ⊙ f_E (eq. 4) and the multi-level aggregators.
 
-`ASDAScaleWiseAggregator` is the SFA of eq. 5. The paper's text says the low/mid features are *down*-sampled
-to H/4 and H/2, but its own eq. 5 and the published code build a ViTDet-style simple pyramid: the mid
-layer is up-sampled 2x and the low layer 4x with transposed convolutions, merged top-down with 1x1
-laterals, passed through a 3x3 convolution and max-pooled back to the ViT grid. We follow eq. 5 + code
-by default (`sfa_scales="pyramid"`). `ASDAGridScaleAggregator` (`sfa_scales="grid"`) is the text's
-design: the levels at the grid's own scales with 32-channel laterals, a small fraction of the FLOPs.
+`ASDAScaleWiseAggregator` is the SFA as the published code builds it, which produced the paper's numbers. The
+paper's text and its eq. 5 describe something else: F_L and F_M *down*-sampled to H/4 and H/2, merged
+bottom-up at those scales with 32-channel 1x1 laterals, with no pooling. The code instead builds a ViTDet-style
+simple pyramid: the mid layer up-sampled 2x and the low layer 4x with transposed convolutions, a top-down merge
+with 1x1 laterals at C channels, a 3x3 convolution, then max-pooling back to the ViT grid (about 45% of the
+model's FLOPs at 416). It is the default (`sfa_scales="pyramid"`). `ASDAGridScaleAggregator` (`sfa_scales="grid"`)
+is the text's design: the levels at the grid's own scales with 32-channel laterals, a small fraction of the FLOPs.
 `ASDAConcatFusion` is the CRIS-style concatenation + projection of the paper's Table 2 rows (b) and (c).
 """
 

@@ -6,7 +6,8 @@ Definitions (as in the referring-segmentation literature):
   masks empty) the IoU is 1: predicting nothing for an expression that refers to nothing is right.
   An empty ground truth with a non-empty prediction gives 0, as does an empty prediction for a
   non-empty ground truth.
-- mIoU: the mean of the per-expression IoUs. ASDA's paper and published code report this one.
+- mIoU: the mean of the per-expression IoUs. The published evaluation, which produced ASDA's Table 1,
+  computes this one, although the paper's text calls its metric "overall IoU".
 - oIoU ("overall IoU"): sum of I / sum of U over all expressions, so large objects weigh more. When
   the sum of U is 0 (every prediction and every ground truth empty) it is 1, for the same reason.
 - Prec@X: the share of expressions whose IoU is strictly greater than X, for X in 0.5 ... 0.9
