@@ -35,7 +35,11 @@ def problems(figures: dict) -> list[str]:
 
 def figures_of(preset: str, variant: str, init: str = "default", seed: int = 0, **overrides) -> dict:
     torch.manual_seed(seed)
-    config = getattr(ASDAConfig, preset)(**overrides, **VARIANTS[variant])
+    switches = dict(VARIANTS[variant])
+    if preset == "tiny" and switches.get("selection_text_feature") == "same_layer":
+        # The tiny text encoder has 3 layers: same-layer scoring needs candidates among them.
+        switches.update(low_candidate_layers=(1, 2), mid_candidate_layers=(2, 3))
+    config = getattr(ASDAConfig, preset)(**{**overrides, **switches})
     model = ASDAForReferringSegmentation(config)
     if init == "fan_out":
         apply_fan_out_init(model)

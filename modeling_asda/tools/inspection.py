@@ -200,6 +200,19 @@ VARIANTS = {
     "feature_selection=manual": {"feature_selection": "manual"},
     "feature_selection=none": {"feature_selection": "none"},
     "response_activation=sigmoid": {"response_activation": "sigmoid"},
+    "selector=shared_linear": {"selector": "shared_linear"},
+    "selection_text_feature=same_layer": {"selection_text_feature": "same_layer"},
+    # Every published-code switch at once (the model side of the run behind the paper's Table 1).
+    "published choices": {
+        "selection_text_feature": "same_layer",
+        "selector": "shared_linear",
+        "selection": "hard",
+        "batch_norm_momentum": 0.999,
+        "relu_coarse_features": True,
+        "normalize_local_positions": False,
+        "attention_dropout": 0.1,
+        "mask_padding_words": False,
+    },
 }
 
 FIGURE_COLUMNS = (
@@ -221,7 +234,11 @@ def variant_figures(preset: str, variants: dict | None = None, init: str = "defa
     results = {}
     for name, switches in (variants or VARIANTS).items():
         torch.manual_seed(seed)
-        config = getattr(ASDAConfig, preset)(**overrides, **switches)
+        try:
+            config = getattr(ASDAConfig, preset)(**{**overrides, **switches})
+        except ValueError as error:  # e.g. same-layer scoring with a text encoder shallower than the candidates
+            results[name] = {"not_applicable": str(error)}
+            continue
         model = ASDAForReferringSegmentation(config)
         if init == "fan_out":
             apply_fan_out_init(model)
@@ -232,6 +249,9 @@ def variant_figures(preset: str, variants: dict | None = None, init: str = "defa
 def format_variant_table(results: dict) -> str:
     lines = ["| variant | " + " | ".join(FIGURE_COLUMNS) + " |", "|---|" + "---:|" * len(FIGURE_COLUMNS)]
     for name, figures in results.items():
+        if "not_applicable" in figures:
+            lines.append(f"| {name} | " + " | ".join(["n/a"] * len(FIGURE_COLUMNS)) + " |")
+            continue
         cells = []
         for column in FIGURE_COLUMNS:
             value = figures.get(column)
