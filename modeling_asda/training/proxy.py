@@ -93,7 +93,7 @@ def run_proxy(
         optimizer.step()
         window.append(
             {
-                "loss": float(out.loss),
+                "loss": out.loss.item(),
                 "logit_std": float(out.logits.float().std()),
                 "coef_saturated": float((out.coefficients.abs() > TANH_LIMIT).float().mean())
                 if out.coefficients is not None
