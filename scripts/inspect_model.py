@@ -21,6 +21,7 @@ import torch
 
 from modeling_asda import ASDAForReferringSegmentation
 from modeling_asda.tools.inspection import (
+    VARIANTS,
     apply_fan_out_init,
     format_figures,
     format_module_table,
@@ -47,6 +48,11 @@ def parse_args(argv):
         "--all_variants", action="store_true", help="head figures of every aligner/fusion/pooling/selector variant"
     )
     parser.add_argument(
+        "--variants",
+        default=None,
+        help="with --all_variants: only these (comma-separated names, e.g. default,aligner=none)",
+    )
+    parser.add_argument(
         "--init",
         default="default",
         choices=("default", "fan_out"),
@@ -60,7 +66,14 @@ def main(argv=None):
     torch.manual_seed(args.seed)
     overrides = parse_config_overrides(args.config_overrides)
     if args.all_variants:
-        results = variant_figures(args.preset, init=args.init, seed=args.seed, **overrides)
+        variants = VARIANTS
+        if args.variants:
+            names = [name.strip() for name in args.variants.split(",") if name.strip()]
+            unknown = [name for name in names if name not in VARIANTS]
+            if unknown:
+                raise SystemExit(f"--variants: unknown {unknown}; known: {sorted(VARIANTS)}")
+            variants = {name: VARIANTS[name] for name in names}
+        results = variant_figures(args.preset, variants, init=args.init, seed=args.seed, **overrides)
         print(format_variant_table(results))
         if args.json:
             with open(args.json, "w") as handle:
