@@ -302,7 +302,8 @@ class ASDAForReferringSegmentation(ASDAPreTrainedModel):
     def _text_features(self, input_ids, attention_mask):
         """f_T (B, L, C) word features after the text projection, f_E (B, C) the EOT word's feature, and with
         same-layer scoring the EOT token of every text layer [embeddings, layer 1, ...] (else None)."""
-        same_layer = self.config.selection_text_feature == "same_layer"
+        config = self.config
+        same_layer = config.selection_text_feature == "same_layer" and config.feature_selection == "adaptive"
         text = self.text_model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=same_layer)
         words = self.text_projection(text.last_hidden_state)
         eot = (input_ids == self.config.text_config.eos_token_id).int().argmax(dim=-1)
