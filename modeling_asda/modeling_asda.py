@@ -126,8 +126,8 @@ class ASDAPreTrainedModel(PreTrainedModel):
     def _init_weights(self, module):
         # CLIP sub-models initialise themselves (transformers dispatches to their own _init_weights).
         # Convolutions are scaled by fan_in: an output's variance is fan_in * Var(w) * E[x^2], so this keeps every
-        # head at its input's scale at any width, where fan_out (or a fixed std on a wide input) makes layers with
-        # few outputs or many inputs explode: at paper width the mask logits and the tanh coefficients started
+        # head at its input's scale at any width, where fan_out (or a fixed std on a wide input) blows up layers with
+        # few outputs or many inputs: at paper width the mask logits and the tanh coefficients would start
         # saturated. The coefficients start at std sqrt(2 / N_c) (`initialize_weights`), so the sum over N_c masks
         # starts near unit spread.
         std = self.config.initializer_range
