@@ -50,7 +50,7 @@ RECIPES = {
 
 
 def parse(name):
-    return script_module("run_ris").parse_args([os.path.join(CONFIGS, name)])
+    return script_module("run_ris").parse_args([os.path.join(CONFIGS, name)])[:3]
 
 
 def test_every_paper_recipe_file_is_covered():
