@@ -226,8 +226,9 @@ def test_pipeline_says_when_an_expression_names_nothing():
     torch.manual_seed(0)
     model = ASDAForReferringSegmentation(small_config(no_target_head=True)).eval()
     processor = ASDAProcessor.from_model_config(model.config)
-    with torch.no_grad():  # strong response masks, so the mask is not empty by itself; the test sets the verdict
-        model.aligner.decoder.proj.bias.fill_(50.0)
+    with torch.no_grad():  # strong response masks and positive coefficients, so the mask is not empty by itself;
+        model.aligner.decoder.proj.bias.fill_(50.0)  # the test sets the verdict
+        model.aligner.coefficients.convs[-1].bias.fill_(5.0)
     pipe = ReferringSegmentationPipeline(model=model, processor=processor, device="cpu")
     image = np.full((30, 40, 3), 120, np.uint8)
     verdicts = {}
