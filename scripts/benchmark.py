@@ -18,19 +18,7 @@ from modeling_asda.benchmark.measure import BenchmarkSettings, run_benchmark
 from modeling_asda.benchmark.onnx_rows import add_onnx_sections
 from modeling_asda.benchmark.report import to_markdown, update_document
 
-SECTIONS = (
-    "ceilings",
-    "forward",
-    "clipseg",
-    "onnx",
-    "onnx_checkpoint",
-    "memory",
-    "compile",
-    "training",
-    "data",
-    "predict",
-    "agreement",
-)
+SECTIONS = BenchmarkSettings.sections
 
 
 def parse_args(argv=None):

@@ -25,7 +25,6 @@ import io
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -36,6 +35,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
+from .memory import peak_rss_of
 from .targets import evaluate_targets
 
 SOT, EOT = 49406, 49407
@@ -439,17 +439,6 @@ def compile_benchmark(
 
 
 # ------------------------------------------------------------------------------------------- memory
-def _resident_mb(field_name: str) -> float | None:
-    try:
-        with open("/proc/self/status") as handle:
-            for line in handle:
-                if line.startswith(field_name + ":"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
-
-
 def memory_probe(spec: dict) -> dict:
     """Runs INSIDE a fresh subprocess: build one model, reset the peak-RSS counter, run one forward."""
     if spec.get("threads"):
@@ -461,25 +450,17 @@ def memory_probe(spec: dict) -> dict:
     else:
         model = build_asda(spec["model"])
         inputs = asda_inputs(model.config, spec["batch"])
-    gc.collect()
-    before = _resident_mb("VmRSS")
-    try:
-        with open("/proc/self/clear_refs", "w") as handle:
-            handle.write("5")  # resets VmHWM (peak RSS) to the current RSS
-        method = "VmHWM after reset (/proc/self/clear_refs)"
-    except OSError:
-        method = "ru_maxrss (includes model construction)"
-    with torch.inference_mode(), autocast("cpu", dtype):
-        model(**inputs)
-    if method.startswith("VmHWM"):
-        peak = _resident_mb("VmHWM")
-    else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    def forward():
+        with torch.inference_mode(), autocast("cpu", dtype):
+            model(**inputs)
+
+    peak = peak_rss_of(forward)
     return {
-        "rss_before_forward_mb": before,
-        "peak_rss_mb": peak,
-        "forward_increase_mb": peak - before,
-        "method": method,
+        "rss_before_forward_mb": peak["rss_before_mb"],
+        "peak_rss_mb": peak["peak_rss_mb"],
+        "forward_increase_mb": peak["peak_rss_mb"] - peak["rss_before_mb"],
+        "method": peak["method"],
     }
 
 

@@ -24,7 +24,7 @@ def lookup(results: dict, *keys):
 
 
 def evaluate_targets(results: dict) -> list[dict]:
-    """Issue 5's targets: each with the measured value, the threshold and met / not met / not measured."""
+    """The benchmark's targets: each with the measured value, the threshold and met / not met / not measured."""
     targets = []
 
     def add(name, value, threshold, met, detail=""):
