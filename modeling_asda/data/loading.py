@@ -219,28 +219,27 @@ def load_referring_dataset(
     if detected.kind == "prepared":
         files = None if detected.parquet_files is None else parquet_files_by_split(detected.parquet_files)
         dataset, report = load_prepared(detected.path, files, wanted, cache_dir=cache_dir), ProblemReport()
-    elif detected.kind == "refer":
-        refs_path, instances_path = find_refer_files(detected.path, dataset_config, split_by)
+    elif detected.kind in ("refer", "grefcoco"):
+        # Same layout and conversion; only the refs file and how a ref becomes rows differ.
+        if detected.kind == "refer":
+            refs_path, instances_path = find_refer_files(detected.path, dataset_config, split_by)
+            read_records = refer_records
+        else:
+            refs_path, instances_path = find_grefcoco_files(detected.path, split_by)
+            read_records = grefcoco_records
         image_root = find_image_root(os.path.dirname(os.path.dirname(refs_path)), image_root)
-        by_split = refer_records(refs_path, instances_path, image_root, wanted, sentence_field)
+        by_split = read_records(refs_path, instances_path, image_root, wanted, sentence_field)
         if wanted is not None and wanted - set(by_split):
             raise ValueError(
                 f"Split(s) {sorted(wanted - set(by_split))} not in {refs_path}; it has {sorted(by_split)}."
             )
         shards = {split: shard_by_image(records, num_shards) for split, records in by_split.items()}
-        identity = ["refer", file_identity(refs_path), file_identity(instances_path), os.path.abspath(image_root)]
-        identity += images_identity(by_split)
-        dataset, report = build_dataset_dict(shards, records_of, identity + [sentence_field], **convert)
-    elif detected.kind == "grefcoco":
-        refs_path, instances_path = find_grefcoco_files(detected.path, split_by)
-        image_root = find_image_root(os.path.dirname(os.path.dirname(refs_path)), image_root)
-        by_split = grefcoco_records(refs_path, instances_path, image_root, wanted, sentence_field)
-        if wanted is not None and wanted - set(by_split):
-            raise ValueError(
-                f"Split(s) {sorted(wanted - set(by_split))} not in {refs_path}; it has {sorted(by_split)}."
-            )
-        shards = {split: shard_by_image(records, num_shards) for split, records in by_split.items()}
-        identity = ["grefcoco", file_identity(refs_path), file_identity(instances_path), os.path.abspath(image_root)]
+        identity = [
+            detected.kind,
+            file_identity(refs_path),
+            file_identity(instances_path),
+            os.path.abspath(image_root),
+        ]
         identity += images_identity(by_split)
         dataset, report = build_dataset_dict(shards, records_of, identity + [sentence_field], **convert)
     elif detected.kind == "jxu124":
