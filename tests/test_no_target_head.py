@@ -242,3 +242,47 @@ def test_pipeline_says_when_an_expression_names_nothing():
     assert absent["score"] == pytest.approx(torch.sigmoid(torch.tensor(-20.0)).item())
     assert present["target_present"] is True and present["score"] == pytest.approx(1.0)
     assert present["mask"].any()
+
+
+# ------------------------------------------------------------------------------- threshold sweep
+def test_threshold_sweep_empties_the_masks_below_each_threshold():
+    from modeling_asda.evaluation.target_threshold import sweep_thresholds
+
+    # Four expressions: targeted with a good mask, targeted with an empty mask, no target with a mask painted,
+    # no target with an empty mask; target probabilities 0.9, 0.6, 0.4, 0.1.
+    predictions = {
+        "score": np.array([0.9, 0.6, 0.4, 0.1]),
+        "intersection": np.array([8, 0, 0, 0]),
+        "union": np.array([10, 5, 4, 0]),
+        "gt_area": np.array([9, 5, 0, 0]),
+        "pred_area": np.array([9, 0, 4, 0]),
+    }
+    low, mid, high = sweep_thresholds(predictions, [0.05, 0.5, 0.95])
+    # 0.05: nothing is gated. Targeted: 1 of 2 non-empty; no target: 1 of 2 empty. gIoU = (0.8 + 0 + 0 + 1) / 4.
+    assert (low["T_acc"], low["N_acc"]) == (0.5, 0.5)
+    assert low["gIoU"] == pytest.approx(1.8 / 4) and low["cIoU"] == pytest.approx(8 / 19)
+    # 0.5: the painted no-target mask (0.4) is emptied and leaves the cumulative union.
+    assert (mid["T_acc"], mid["N_acc"]) == (0.5, 1.0)
+    assert mid["gIoU"] == pytest.approx(2.8 / 4) and mid["cIoU"] == pytest.approx(8 / 15)
+    # 0.95: every mask is emptied; the targeted ones add their ground truth to the union.
+    assert (high["T_acc"], high["N_acc"]) == (0.0, 1.0)
+    assert high["gIoU"] == pytest.approx(2 / 4) and high["cIoU"] == 0.0
+
+
+def test_threshold_script_runs_on_a_head_checkpoint_and_refuses_one_without(tmp_path, capsys):
+    from asda_checkpoint import script_module
+
+    script = script_module("no_target_threshold")
+    torch.manual_seed(0)
+    for name, head in (("head", True), ("plain", False)):
+        config = small_config(no_target_head=head)
+        ASDAForReferringSegmentation(config).save_pretrained(tmp_path / name)
+        ASDAProcessor.from_model_config(config).save_pretrained(tmp_path / name)
+    argv = ["--split", "val", "--synthetic_num_eval", "6", "--thresholds", "0.0", "1.01"]
+    assert script.main(["--model", str(tmp_path / "head"), *argv, "--json", str(tmp_path / "sweep.json")]) == 0
+    rows = json.loads((tmp_path / "sweep.json").read_text())
+    assert [row["threshold"] for row in rows] == [0.0, 1.01]
+    assert rows[1]["N_acc"] == 1.0 and rows[1].get("T_acc", 0.0) == 0.0  # above every probability: all absent
+    assert "| 1.01 |" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="no no-target head"):
+        script.main(["--model", str(tmp_path / "plain"), *argv])

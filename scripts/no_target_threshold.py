@@ -1,0 +1,75 @@
+#!/usr/bin/env python
+"""How the no-target threshold trades N_acc against T_acc on one split (checkpoints with a no-target head).
+
+    python scripts/no_target_threshold.py --model outputs/asda-generalized --dataset_name synthetic \
+        --dataset_config generalized --split val --synthetic_num_eval 500
+    python scripts/no_target_threshold.py --model ckpt --dataset_name /data/gref --dataset_config grefcoco \
+        --split_by unc --split val
+
+Prints gIoU, cIoU, N_acc, T_acc, Pr@0.7 and Pr@0.9 at each threshold (one pass over the split: the masks do
+not depend on it). Choose on a validation split, then set `config.no_target_threshold` in the checkpoint.
+"""
+
+import argparse
+import json
+import sys
+
+from modeling_asda.evaluation.inference import (
+    load_model_and_processor,
+    load_split,
+    resolve_device,
+    setup_script_logging,
+)
+from modeling_asda.evaluation.target_threshold import (
+    DEFAULT_THRESHOLDS,
+    format_sweep_table,
+    predict_target_scores,
+    sweep_thresholds,
+)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help="ASDA checkpoint folder or Hub repo id")
+    parser.add_argument("--revision", default=None)
+    parser.add_argument("--dataset_name", default="synthetic")
+    parser.add_argument("--dataset_config", default="generalized")
+    parser.add_argument("--split_by", default=None)
+    parser.add_argument("--image_root", default=None)
+    parser.add_argument("--split", default="val")
+    parser.add_argument("--max_samples", type=int, default=None)
+    parser.add_argument("--synthetic_num_eval", type=int, default=1000, help="as run_ris.py")
+    parser.add_argument("--synthetic_seed", type=int, default=0)
+    parser.add_argument("--thresholds", type=float, nargs="+", default=list(DEFAULT_THRESHOLDS))
+    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    setup_script_logging()
+
+    model, processor = load_model_and_processor(args.model, args.revision, resolve_device(args.device))
+    rows = load_split(
+        args.dataset_name,
+        args.split,
+        args.dataset_config,
+        args.split_by,
+        args.image_root,
+        max_samples=args.max_samples,
+        synthetic_num=args.synthetic_num_eval,
+        synthetic_seed=args.synthetic_seed,
+    )
+    try:
+        predictions = predict_target_scores(model, processor, rows, batch_size=args.batch_size)
+    except ValueError as err:
+        raise SystemExit(f"error: {args.model}: {err}") from None
+    table = sweep_thresholds(predictions, args.thresholds)
+    print(f"{args.model} on {args.dataset_name} {args.split} ({len(rows)} expressions; values x100):\n")
+    print(format_sweep_table(table))
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(table, handle, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
