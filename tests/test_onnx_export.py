@@ -66,6 +66,21 @@ def test_exported_graph_interleaves_the_decoder_without_scatter(exported):
     assert "Conv" in ops and "ScatterElements" not in ops and "ScatterND" not in ops
 
 
+def test_operator_profile_accounts_for_the_kernel_time(exported, capsys):
+    from asda_checkpoint import script_module
+
+    from modeling_asda.export.profile import profile_operators
+
+    out, _, model, _ = exported
+    rows = profile_operators(str(out / "model.onnx"), model.config.image_size, model.config.max_text_length, runs=2)
+    assert sum(row["share"] for row in rows) == pytest.approx(1.0)
+    assert [row["ms_per_run"] for row in rows] == sorted((row["ms_per_run"] for row in rows), reverse=True)
+    assert {"Conv", "MatMul"} <= {row["op"] for row in rows}
+    script = script_module("profile_onnx")
+    assert script.main(["--model", str(out / "model.onnx"), "--image_size", str(model.config.image_size)]) == 0
+    assert "| Conv |" in capsys.readouterr().out
+
+
 def test_int8_model_is_smaller_and_its_check_is_recorded(exported):
     out, manifest, _, processor = exported
     recorded = json.loads((out / "onnx_export.json").read_text())
