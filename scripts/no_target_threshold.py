@@ -15,8 +15,9 @@ import json
 import sys
 
 from modeling_asda.evaluation.inference import (
+    add_split_arguments,
     load_model_and_processor,
-    load_split,
+    load_split_from_args,
     resolve_device,
     setup_script_logging,
 )
@@ -32,14 +33,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="ASDA checkpoint folder or Hub repo id")
     parser.add_argument("--revision", default=None)
-    parser.add_argument("--dataset_name", default="synthetic")
-    parser.add_argument("--dataset_config", default="generalized")
-    parser.add_argument("--split_by", default=None)
-    parser.add_argument("--image_root", default=None)
-    parser.add_argument("--split", default="val")
+    add_split_arguments(parser, dataset_config="generalized")
     parser.add_argument("--max_samples", type=int, default=None)
-    parser.add_argument("--synthetic_num_eval", type=int, default=1000, help="as run_ris.py")
-    parser.add_argument("--synthetic_seed", type=int, default=0)
     parser.add_argument("--thresholds", type=float, nargs="+", default=list(DEFAULT_THRESHOLDS))
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--device", default=None)
@@ -48,16 +43,7 @@ def main(argv=None) -> int:
     setup_script_logging()
 
     model, processor = load_model_and_processor(args.model, args.revision, resolve_device(args.device))
-    rows = load_split(
-        args.dataset_name,
-        args.split,
-        args.dataset_config,
-        args.split_by,
-        args.image_root,
-        max_samples=args.max_samples,
-        synthetic_num=args.synthetic_num_eval,
-        synthetic_seed=args.synthetic_seed,
-    )
+    rows = load_split_from_args(args, max_samples=args.max_samples)
     try:
         predictions = predict_target_scores(model, processor, rows, batch_size=args.batch_size)
     except ValueError as err:

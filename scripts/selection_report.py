@@ -15,8 +15,9 @@ import os
 import sys
 
 from modeling_asda.evaluation.inference import (
+    add_split_arguments,
     load_model_and_processor,
-    load_split,
+    load_split_from_args,
     resolve_device,
     setup_script_logging,
 )
@@ -32,16 +33,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="ASDA checkpoint folder or Hub repo id")
     parser.add_argument("--revision", default=None)
-    parser.add_argument("--dataset_name", default="synthetic")
-    parser.add_argument("--dataset_config", default=None)
-    parser.add_argument("--split_by", default=None)
-    parser.add_argument("--image_root", default=None)
-    parser.add_argument("--split", default="val")
+    add_split_arguments(parser)
     parser.add_argument("--max_samples", type=int, default=None)
-    parser.add_argument(
-        "--synthetic_num_eval", type=int, default=1000, help="as run_ris.py: rows of the synthetic split"
-    )
-    parser.add_argument("--synthetic_seed", type=int, default=0)
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--device", default=None)
     parser.add_argument("--output_dir", default="selection_report")
@@ -51,16 +44,7 @@ def main(argv=None) -> int:
 
     device = resolve_device(args.device)
     model, processor = load_model_and_processor(args.model, args.revision, device)
-    rows = load_split(
-        args.dataset_name,
-        args.split,
-        args.dataset_config,
-        args.split_by,
-        args.image_root,
-        max_samples=args.max_samples,
-        synthetic_num=args.synthetic_num_eval,
-        synthetic_seed=args.synthetic_seed,
-    )
+    rows = load_split_from_args(args, max_samples=args.max_samples)
     try:
         predictions = predict_selection(
             model, processor, rows, batch_size=args.batch_size, use_cpu=device.type == "cpu"

@@ -15,7 +15,12 @@ import argparse
 import os
 import sys
 
-from modeling_asda.evaluation.inference import load_model_and_processor, load_split, setup_script_logging
+from modeling_asda.evaluation.inference import (
+    add_split_arguments,
+    load_model_and_processor,
+    load_split_from_args,
+    setup_script_logging,
+)
 from modeling_asda.tools.predict import UnreadableFile, read_image
 from modeling_asda.tools.visualization import FEATURE_METHODS, explain_pairs, plot_explanations
 
@@ -25,16 +30,8 @@ def parse_args(argv):
     parser.add_argument("--model", required=True, help="ASDA checkpoint folder or Hub repo id")
     parser.add_argument("--revision", default=None)
     source = parser.add_argument_group("pairs from a data set (with ground truth)")
-    source.add_argument("--dataset_name", help="'synthetic', a Hub id or a local folder (any format run_ris.py reads)")
-    source.add_argument("--dataset_config", default=None)
-    source.add_argument("--split_by", default=None)
-    source.add_argument("--image_root", default=None)
-    source.add_argument("--split", default="val")
+    add_split_arguments(source, dataset_name=None)
     source.add_argument("--indices", default="0,1,2,3", help="comma-separated row numbers of the split")
-    source.add_argument(
-        "--synthetic_num_eval", type=int, default=1000, help="as run_ris.py: rows of the synthetic split"
-    )
-    source.add_argument("--synthetic_seed", type=int, default=0)
     own = parser.add_argument_group("pairs from your image (no ground truth)")
     own.add_argument("--image", help="an image file")
     own.add_argument("--text", action="append", help="an expression; repeat for several")
@@ -76,15 +73,7 @@ def main(argv=None) -> int:
             indices = [int(i) for i in args.indices.split(",") if i.strip()]
         except ValueError:
             raise SystemExit(f"error: --indices must be comma-separated integers, got {args.indices!r}") from None
-        rows = load_split(
-            args.dataset_name,
-            args.split,
-            args.dataset_config,
-            args.split_by,
-            args.image_root,
-            synthetic_num=max(args.synthetic_num_eval, max(indices) + 1),
-            synthetic_seed=args.synthetic_seed,
-        )
+        rows = load_split_from_args(args, synthetic_num=max(args.synthetic_num_eval, max(indices) + 1))
         bad = [i for i in indices if not 0 <= i < len(rows)]
         if bad or not indices:
             raise SystemExit(f"error: --indices {bad or args.indices} outside the split's {len(rows)} rows")

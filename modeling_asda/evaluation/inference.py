@@ -104,3 +104,32 @@ def load_split(
     if max_samples is not None:
         rows = rows.select(range(min(max_samples, len(rows))))
     return rows
+
+
+def add_split_arguments(parser, dataset_name: str | None = "synthetic", dataset_config: str | None = None) -> None:
+    """The arguments of `load_split_from_args` on `parser` (or an argument group): which data set and split."""
+    parser.add_argument(
+        "--dataset_name", default=dataset_name, help="'synthetic', a Hub id or a local folder (as run_ris.py)"
+    )
+    parser.add_argument("--dataset_config", default=dataset_config)
+    parser.add_argument("--split_by", default=None)
+    parser.add_argument("--image_root", default=None)
+    parser.add_argument("--split", default="val")
+    parser.add_argument(
+        "--synthetic_num_eval", type=int, default=1000, help="as run_ris.py: rows of the synthetic split"
+    )
+    parser.add_argument("--synthetic_seed", type=int, default=0)
+
+
+def load_split_from_args(args, max_samples: int | None = None, synthetic_num: int | None = None):
+    """`load_split` with the arguments of `add_split_arguments`; `synthetic_num` overrides --synthetic_num_eval."""
+    return load_split(
+        args.dataset_name,
+        args.split,
+        args.dataset_config,
+        args.split_by,
+        args.image_root,
+        max_samples=max_samples,
+        synthetic_num=args.synthetic_num_eval if synthetic_num is None else synthetic_num,
+        synthetic_seed=args.synthetic_seed,
+    )
