@@ -27,6 +27,7 @@ from .modeling_fusion import (
 )
 from .modeling_layers import ASDAPositionMixin, sine_position_encoding, tokens_to_grid
 from .modeling_loss import asda_mask_loss
+from .modeling_refiner import ASDAMaskRefiner
 from .modeling_selection import ASDAAdaptiveFeatureSelection, ASDASelectionOutput
 from .modeling_target import ASDANoTargetHead, no_target_loss, target_labels_from_masks
 
@@ -57,6 +58,9 @@ class ASDAOutput(ModelOutput):
         target_logits (`torch.FloatTensor` of shape `(batch_size,)`, *optional*):
             Log-odds that the expression names something in the image (models with `config.no_target_head`;
             None otherwise). Pass them to `post_process_masks` to empty the masks of absent targets.
+        decoder_logits (`torch.FloatTensor` of shape `(batch_size, 1, decoder_mask_size, decoder_mask_size)`, *optional*):
+            The decoder's logits (eq. 10); `logits` are these unless the model has a mask refiner. Returned with
+            `output_feature_maps=True`.
         low_layer_index, mid_layer_index (`torch.LongTensor` of shape `(batch_size,)`, *optional*):
             The 1-based ViT layer each sample used as F_L and F_M (None when `feature_selection="none"`).
         low_selection_probs, mid_selection_probs (`torch.FloatTensor` of shape `(batch_size, num_candidates)`, *optional*):
@@ -74,6 +78,7 @@ class ASDAOutput(ModelOutput):
     loss: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
     target_logits: torch.FloatTensor | None = None
+    decoder_logits: torch.FloatTensor | None = None
     low_layer_index: torch.LongTensor | None = None
     mid_layer_index: torch.LongTensor | None = None
     low_selection_probs: torch.FloatTensor | None = None
@@ -107,6 +112,17 @@ class ASDAPreTrainedModel(PreTrainedModel):
 
     @torch.no_grad()
     def initialize_weights(self):
+        # The mask refiner is initialised last, after the coefficient re-initialisation below, so that every other
+        # weight draws the same random numbers as in a model without it.
+        refiner = self._modules.pop("mask_refiner", None)
+        try:
+            self._initialize_without_refiner()
+        finally:
+            if refiner is not None:
+                self._modules["mask_refiner"] = refiner
+                refiner.smart_apply(self._initialize_weights, self.is_custom_code())
+
+    def _initialize_without_refiner(self):
         super().initialize_weights()
         # After CLIP initialised its own embeddings (its sub-model has its own _init_weights, so ours never sees
         # the table). A table loaded from a checkpoint carries `_is_hf_initialized` and is left alone.
@@ -214,6 +230,11 @@ class ASDAForReferringSegmentation(ASDAPreTrainedModel):
         self.aligner = ASDA_ALIGNERS[config.aligner](config)
         if config.no_target_head:
             self.no_target_head = ASDANoTargetHead(config)
+        if config.mask_refiner_dim:
+            # Built on a forked RNG and initialised last (`initialize_weights`): the rest of the model starts exactly
+            # as it would without it.
+            with torch.random.fork_rng(devices=[]):
+                self.mask_refiner = ASDAMaskRefiner(config)
         for name, module in self.named_modules():
             if isinstance(module, nn.modules.batchnorm._BatchNorm) and not name.startswith(("text_", "vision_")):
                 module.momentum = config.batch_norm_momentum
@@ -363,6 +384,11 @@ class ASDAForReferringSegmentation(ASDAPreTrainedModel):
         word_mask = attention_mask.bool() if self.config.mask_padding_words else torch.ones_like(input_ids).bool()
         head = self.aligner(coarse, words, word_mask)
         loss = asda_mask_loss(head.logits, labels, self.config) if labels is not None else None
+        logits = head.logits
+        if getattr(self, "mask_refiner", None) is not None:
+            logits = self.mask_refiner(pixel_values, head.logits)
+            if labels is not None:
+                loss = loss + asda_mask_loss(logits, labels, self.config)
         target_logits = None
         if getattr(self, "no_target_head", None) is not None:
             grid_features = head.fine_features if head.fine_features is not None else coarse
@@ -373,13 +399,14 @@ class ASDAForReferringSegmentation(ASDAPreTrainedModel):
                 target_labels = target_labels.to(target_logits.device).reshape(-1)
                 loss = loss + self.config.no_target_loss_weight * no_target_loss(target_logits, target_labels)
 
-        output = ASDAOutput(loss=loss, logits=head.logits, target_logits=target_logits)
+        output = ASDAOutput(loss=loss, logits=logits, target_logits=target_logits)
         if selection is not None:
             output.low_layer_index = selection.low_layer_index
             output.mid_layer_index = selection.mid_layer_index
             output.low_selection_probs = selection.low_selection_probs
             output.mid_selection_probs = selection.mid_selection_probs
         if output_feature_maps:
+            output.decoder_logits = head.logits
             output.coarse_features = coarse
             output.fine_features = head.fine_features
             output.response_masks = head.response_masks

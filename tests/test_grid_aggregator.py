@@ -37,7 +37,7 @@ def test_config_option_builds_the_grid_aggregator_and_round_trips(tmp_path):
     assert isinstance(model.aggregator, ASDAGridScaleAggregator)
     with torch.no_grad():
         logits = model(**asda_inputs(config, 2)).logits
-    assert logits.shape == (2, 1, 64, 64)
+    assert logits.shape == (2, 1, config.mask_size, config.mask_size)
     model.save_pretrained(tmp_path)
     loaded = ASDAForReferringSegmentation.from_pretrained(tmp_path).eval()
     assert loaded.config.sfa_scales == "grid"

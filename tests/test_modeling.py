@@ -214,11 +214,12 @@ def test_ablation_forward_backward_shapes(name):
     else:
         assert out.fine_features.shape == (2, dim, grid, grid)
     if config.aligner == "dual":
-        assert out.response_masks.shape == (2, config.num_response_masks, side, side)
+        decoder_side = config.decoder_mask_size  # the tiny preset's refiner doubles the final logits
+        assert out.response_masks.shape == (2, config.num_response_masks, decoder_side, decoder_side)
         assert out.coefficients.shape == (2, config.num_response_masks)
         assert out.coefficients.abs().max() <= 1
         recombined = torch.einsum("bc,bchw->bhw", out.coefficients, out.response_masks)
-        torch.testing.assert_close(recombined, out.logits[:, 0])
+        torch.testing.assert_close(recombined, out.decoder_logits[:, 0])
     if config.feature_selection == "none":
         assert out.low_layer_index is None
     else:
@@ -278,7 +279,8 @@ def test_dice_loss_equals_independent_computation():
 
 def test_model_loss_combines_weighted_terms_on_nearest_resized_labels():
     torch.manual_seed(0)
-    config = ASDAConfig.tiny(focal_weight=2.0, dice_weight=0.5, focal_alpha=0.25, focal_gamma=2.0)
+    # The published head (no refiner): one loss on logits smaller than the labels.
+    config = ASDAConfig.tiny(focal_weight=2.0, dice_weight=0.5, focal_alpha=0.25, focal_gamma=2.0, mask_refiner_dim=0)
     model = ASDAForReferringSegmentation(config).eval()
     pixels, ids, mask, labels = random_batch(config, batch=2)
     with torch.no_grad():

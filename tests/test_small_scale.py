@@ -28,7 +28,7 @@ from modeling_asda.modeling_loss import dice_loss, lovasz_hinge_loss, sigmoid_fo
 @pytest.mark.parametrize("upsampling", [4, 16])
 def test_decoder_upsampling_sets_the_logits_size_and_trains(upsampling):
     torch.manual_seed(0)
-    config = ASDAConfig.tiny(decoder_upsampling=upsampling)
+    config = ASDAConfig.tiny(decoder_upsampling=upsampling, mask_refiner_dim=0)
     model = ASDAForReferringSegmentation(config)
     pixels, ids, mask, labels = random_batch(config)
     out = model(pixels, ids, mask, labels=labels, output_feature_maps=True)
@@ -84,7 +84,7 @@ def test_lovasz_hinge_is_zero_with_margin_and_handles_empty_targets():
 
 def test_model_loss_adds_the_weighted_lovasz_term():
     torch.manual_seed(0)
-    config = ASDAConfig.tiny(decoder_upsampling=16, lovasz_weight=0.7)
+    config = ASDAConfig.tiny(decoder_upsampling=16, lovasz_weight=0.7, mask_refiner_dim=0)
     model = ASDAForReferringSegmentation(config).eval()
     pixels, ids, mask, labels = random_batch(config)
     with torch.no_grad():

@@ -83,12 +83,19 @@ def _architecture(model, base_model) -> str:
         if c.feature_selection == "manual"
         else "none (top layer only)"
     )
+    refiner = (
+        f" Mask refiner of width {c.mask_refiner_dim}: logits at the input resolution ({c.mask_size}x{c.mask_size}) "
+        f"from the pixels and the decoder's {c.decoder_mask_size}x{c.decoder_mask_size} logits."
+        if getattr(c, "mask_refiner_dim", 0)
+        else ""
+    )
     return (
         f"CLIP vision encoder ({v.num_hidden_layers} layers, width {v.hidden_size}, patch {v.patch_size}) and text encoder "
         f"({t.num_hidden_layers} layers, width {t.hidden_size}), joint width {c.projection_dim}, initialised from {init}. "
         f"Input {c.image_size}x{c.image_size}, {c.max_text_length} text tokens. Layer selection: {selection}. "
         f"Fusion `{c.fusion}`, aligner `{c.aligner}` ({c.num_local_attention_layers} local attention layers, "
-        f"{c.num_response_masks} response masks). {sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters."
+        f"{c.num_response_masks} response masks).{refiner} {sum(p.numel() for p in model.parameters()) / 1e6:.1f} M "
+        "parameters."
     )
 
 

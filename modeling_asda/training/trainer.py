@@ -150,6 +150,23 @@ class RISTrainer(Trainer):
         with own_class(self.model):
             super()._save(output_dir, state_dict=state_dict)
 
+    def _clip_grad_norm(self, model):
+        """The mask refiner is clipped on its own: its gradient must not shrink the rest of the model's steps.
+
+        The refiner learns from its own loss on detached inputs; inside one global norm its gradient would
+        lower the clipping factor of every other parameter and so change how the rest of the model trains.
+        Returns the norm of the rest (the usual norm without a refiner). Sharded and DeepSpeed runs clip as usual.
+        """
+        refiner = getattr(self.accelerator.unwrap_model(model), "mask_refiner", None)
+        if refiner is None or self.is_fsdp_enabled or self.is_deepspeed_enabled:
+            return super()._clip_grad_norm(model)
+        own = {id(p) for p in refiner.parameters()}
+        self.accelerator.unscale_gradients()  # once, for both groups (a no-op without a gradient scaler)
+        rest = [p for p in model.parameters() if id(p) not in own]
+        norm = torch.nn.utils.clip_grad_norm_(rest, self.args.max_grad_norm)
+        torch.nn.utils.clip_grad_norm_(list(refiner.parameters()), self.args.max_grad_norm)
+        return norm
+
     # ------------------------------------------------------------------------------ selection health
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
