@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from safetensors import SafetensorError
 from torch import nn
 from transformers import CLIPModel, CLIPTextModel, CLIPVisionModel, PreTrainedModel
+from transformers import initialization as hf_init
 from transformers.utils import ModelOutput, logging
 
 from .configuration_asda import ASDAConfig
@@ -120,6 +121,8 @@ class ASDAPreTrainedModel(PreTrainedModel):
         finally:
             if refiner is not None:
                 self._modules["mask_refiner"] = refiner
+        if refiner is not None:
+            with hf_init.guard_torch_init_functions():  # weights loaded from a checkpoint stay as loaded
                 refiner.smart_apply(self._initialize_weights, self.is_custom_code())
 
     def _initialize_without_refiner(self):

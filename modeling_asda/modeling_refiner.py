@@ -17,6 +17,8 @@ from .modeling_layers import ASDAConvNormAct
 
 
 class ASDAMaskRefiner(nn.Module):
+    """Pixels + detached decoder logits -> 4 conv blocks (dilations 1, 2, 4, 1) -> a residual on the up-sampled logits."""
+
     def __init__(self, config):
         super().__init__()
         dim = config.mask_refiner_dim

@@ -170,3 +170,17 @@ def test_run_ris_trains_the_rest_of_the_model_exactly_as_without_the_refiner(tmp
     assert weights["refined_norms"] == weights["plain_norms"]
     different = [key for key, value in plain.items() if not torch.equal(value, refined[key])]
     assert not different, different[:5]
+
+
+def test_a_checkpoint_without_refiner_loads_with_a_fresh_one_and_a_refiner_checkpoint_loads_exactly(tmp_path):
+    torch.manual_seed(0)
+    plain = ASDAForReferringSegmentation(small_config())
+    plain.save_pretrained(tmp_path / "plain")
+    grown = ASDAForReferringSegmentation.from_pretrained(tmp_path / "plain", mask_refiner_dim=8)
+    assert all(torch.equal(value, grown.state_dict()[key]) for key, value in plain.state_dict().items())
+    first = grown.mask_refiner.convs[0][0].weight
+    # Initialised as a fan-in conv (Kaiming), not left at zeros or at the checkpoint's absence.
+    assert abs(float(first.std()) - (2.0 / first[0].numel()) ** 0.5) < 0.3 * (2.0 / first[0].numel()) ** 0.5
+    grown.save_pretrained(tmp_path / "grown")
+    again = ASDAForReferringSegmentation.from_pretrained(tmp_path / "grown")
+    assert all(torch.equal(value, again.state_dict()[key]) for key, value in grown.state_dict().items())
