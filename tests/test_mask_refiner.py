@@ -4,9 +4,11 @@ model, learning edges the decoder's logits lack, and carried by checkpoints."""
 import json
 import os
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from asda_checkpoint import trained_checkpoint  # noqa: F401 (fixture)
 from test_no_target_head import inputs_for, small_config
 
 from modeling_asda import ASDAConfig, ASDAForReferringSegmentation, ASDAProcessor
@@ -184,3 +186,33 @@ def test_a_checkpoint_without_refiner_loads_with_a_fresh_one_and_a_refiner_check
     grown.save_pretrained(tmp_path / "grown")
     again = ASDAForReferringSegmentation.from_pretrained(tmp_path / "grown")
     assert all(torch.equal(value, again.state_dict()[key]) for key, value in grown.state_dict().items())
+
+
+def test_paired_logits_scores_both_outputs_on_the_same_rows(trained_checkpoint, tmp_path, capsys):  # noqa: F811
+    from asda_checkpoint import script_main, synthetic_rows
+
+    from modeling_asda.evaluation.paired_logits import paired_counts
+
+    folder, model, processor = trained_checkpoint
+    rows = synthetic_rows(12, "val")
+    counts = paired_counts(model, processor, rows, batch_size=5)
+    assert [len(c[0]) for c in counts.values()] == [12, 12]
+    # Independent count of the final masks: the model's logits post-processed one row at a time.
+    for k in range(12):
+        encoded = processor(images=[rows[k]["image"]], text=[rows[k]["sentence"]])
+        with torch.no_grad():
+            logits = model(encoded["pixel_values"], encoded["input_ids"], encoded["attention_mask"]).logits
+        image = rows[k]["image"]
+        mask = processor.post_process_masks(logits, [(image.height, image.width)], model.config.mask_threshold)[0]
+        gt = np.asarray(rows[k]["mask"]) > 0
+        assert counts["final"][0][k] == int((mask.numpy() & gt).sum())
+        assert counts["final"][1][k] == int((mask.numpy() | gt).sum())
+    # Without a refiner both outputs are the same tensor.
+    torch.manual_seed(0)
+    plain = ASDAForReferringSegmentation(ASDAConfig.tiny(mask_refiner_dim=0)).eval()
+    same = paired_counts(plain, ASDAProcessor.from_model_config(plain.config), rows.select(range(4)))
+    assert same["decoder"] == same["final"]
+    assert script_main("paired_logits")(["--model", str(folder), "--split", "val", "--synthetic_num_eval", "6"]) == 0
+    table = capsys.readouterr().out
+    rows_out = [line for line in table.splitlines() if line.startswith(("| decoder", "| final"))]
+    assert len(rows_out) == 2 and all(sum(int(c) for c in r.strip("|").split("|")[5:]) == 6 for r in rows_out)

@@ -1,0 +1,42 @@
+#!/usr/bin/env python
+"""Score the decoder's own logits and the final (refined) logits of one checkpoint on the same rows.
+
+    python scripts/paired_logits.py --model outputs/asda-tiny-synthetic --split test
+    python scripts/paired_logits.py --model ckpt --dataset_name data/refer-shapes --dataset_config refcoco --split testA
+
+With a mask refiner the rest of the model trains as without it, so the difference is what the refiner adds.
+"""
+
+import argparse
+import sys
+
+from modeling_asda.evaluation.inference import (
+    add_split_arguments,
+    load_model_and_processor,
+    load_split_from_args,
+    resolve_device,
+    setup_script_logging,
+)
+from modeling_asda.evaluation.paired_logits import paired_counts, paired_table
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help="ASDA checkpoint folder or Hub repo id")
+    parser.add_argument("--revision", default=None)
+    add_split_arguments(parser)
+    parser.add_argument("--max_samples", type=int, default=None)
+    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--device", default=None)
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    setup_script_logging()
+    model, processor = load_model_and_processor(args.model, args.revision, resolve_device(args.device))
+    rows = load_split_from_args(args, max_samples=args.max_samples)
+    counts = paired_counts(model, processor, rows, batch_size=args.batch_size)
+    print(f"{args.model} on {args.dataset_name} {args.split} ({len(rows)} expressions; values x100):\n")
+    print(paired_table(counts))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
