@@ -15,10 +15,8 @@ import json
 import sys
 
 from modeling_asda.evaluation.inference import (
-    add_split_arguments,
-    load_model_and_processor,
-    load_split_from_args,
-    resolve_device,
+    add_checkpoint_split_arguments,
+    load_checkpoint_and_split,
     setup_script_logging,
 )
 from modeling_asda.evaluation.target_threshold import (
@@ -31,19 +29,13 @@ from modeling_asda.evaluation.target_threshold import (
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, help="ASDA checkpoint folder or Hub repo id")
-    parser.add_argument("--revision", default=None)
-    add_split_arguments(parser, dataset_config="generalized")
-    parser.add_argument("--max_samples", type=int, default=None)
+    add_checkpoint_split_arguments(parser, dataset_config="generalized")
     parser.add_argument("--thresholds", type=float, nargs="+", default=list(DEFAULT_THRESHOLDS))
-    parser.add_argument("--batch_size", type=int, default=32)
-    parser.add_argument("--device", default=None)
     parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     setup_script_logging()
 
-    model, processor = load_model_and_processor(args.model, args.revision, resolve_device(args.device))
-    rows = load_split_from_args(args, max_samples=args.max_samples)
+    model, processor, rows = load_checkpoint_and_split(args)
     try:
         predictions = predict_target_scores(model, processor, rows, batch_size=args.batch_size)
     except ValueError as err:

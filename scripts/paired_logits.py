@@ -11,10 +11,8 @@ import argparse
 import sys
 
 from modeling_asda.evaluation.inference import (
-    add_split_arguments,
-    load_model_and_processor,
-    load_split_from_args,
-    resolve_device,
+    add_checkpoint_split_arguments,
+    load_checkpoint_and_split,
     setup_script_logging,
 )
 from modeling_asda.evaluation.paired_logits import paired_counts, paired_table
@@ -22,16 +20,10 @@ from modeling_asda.evaluation.paired_logits import paired_counts, paired_table
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, help="ASDA checkpoint folder or Hub repo id")
-    parser.add_argument("--revision", default=None)
-    add_split_arguments(parser)
-    parser.add_argument("--max_samples", type=int, default=None)
-    parser.add_argument("--batch_size", type=int, default=32)
-    parser.add_argument("--device", default=None)
+    add_checkpoint_split_arguments(parser)
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     setup_script_logging()
-    model, processor = load_model_and_processor(args.model, args.revision, resolve_device(args.device))
-    rows = load_split_from_args(args, max_samples=args.max_samples)
+    model, processor, rows = load_checkpoint_and_split(args)
     counts = paired_counts(model, processor, rows, batch_size=args.batch_size)
     print(f"{args.model} on {args.dataset_name} {args.split} ({len(rows)} expressions; values x100):\n")
     print(paired_table(counts))

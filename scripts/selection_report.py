@@ -15,10 +15,8 @@ import os
 import sys
 
 from modeling_asda.evaluation.inference import (
-    add_split_arguments,
-    load_model_and_processor,
-    load_split_from_args,
-    resolve_device,
+    add_checkpoint_split_arguments,
+    load_checkpoint_and_split,
     setup_script_logging,
 )
 from modeling_asda.evaluation.selection_report import (
@@ -31,20 +29,14 @@ from modeling_asda.evaluation.selection_report import (
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, help="ASDA checkpoint folder or Hub repo id")
-    parser.add_argument("--revision", default=None)
-    add_split_arguments(parser)
-    parser.add_argument("--max_samples", type=int, default=None)
-    parser.add_argument("--batch_size", type=int, default=32)
-    parser.add_argument("--device", default=None)
+    add_checkpoint_split_arguments(parser)
     parser.add_argument("--output_dir", default="selection_report")
     parser.add_argument("--no_plot", action="store_true", help="tables only (no matplotlib needed)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     setup_script_logging()
 
-    device = resolve_device(args.device)
-    model, processor = load_model_and_processor(args.model, args.revision, device)
-    rows = load_split_from_args(args, max_samples=args.max_samples)
+    model, processor, rows = load_checkpoint_and_split(args)
+    device = next(model.parameters()).device
     try:
         predictions = predict_selection(
             model, processor, rows, batch_size=args.batch_size, use_cpu=device.type == "cpu"

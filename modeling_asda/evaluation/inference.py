@@ -133,3 +133,20 @@ def load_split_from_args(args, max_samples: int | None = None, synthetic_num: in
         synthetic_num=args.synthetic_num_eval if synthetic_num is None else synthetic_num,
         synthetic_seed=args.synthetic_seed,
     )
+
+
+def add_checkpoint_split_arguments(parser, dataset_config: str | None = None) -> None:
+    """Arguments of the scripts that run one checkpoint over one split: --model, --revision, --device,
+    --max_samples, --batch_size and those of `add_split_arguments`."""
+    parser.add_argument("--model", required=True, help="ASDA checkpoint folder or Hub repo id")
+    parser.add_argument("--revision", default=None)
+    add_split_arguments(parser, dataset_config=dataset_config)
+    parser.add_argument("--max_samples", type=int, default=None)
+    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--device", default=None)
+
+
+def load_checkpoint_and_split(args):
+    """(model in eval mode on its device, processor, rows) for the arguments of `add_checkpoint_split_arguments`."""
+    model, processor = load_model_and_processor(args.model, args.revision, resolve_device(args.device))
+    return model, processor, load_split_from_args(args, max_samples=args.max_samples)
