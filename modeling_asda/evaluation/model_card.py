@@ -122,9 +122,7 @@ def _recipe(model_args, data_args, training_args) -> list[tuple[str, str]]:
         ("data", train_data + f", train split `{data_args.train_split}`, eval splits `{data_args.eval_splits}`"),
         (
             "initialisation",
-            model_args.clip_model_name_or_path
-            or model_args.model_name_or_path
-            or f"random ({model_args.config_preset} preset)",
+            model_args.clip_model_name_or_path or model_args.model_name_or_path or _preset_init(model_args),
         ),
         ("optimizer", f"{getattr(a.optim, 'value', a.optim)}, weight decay {a.weight_decay}"),
         ("learning rate", f"{a.learning_rate:g} (CLIP encoders x{getattr(a, 'encoder_lr_ratio', 1.0)})"),
@@ -142,6 +140,16 @@ def _recipe(model_args, data_args, training_args) -> list[tuple[str, str]]:
         ("seed", str(a.seed)),
     ]
     return rows
+
+
+def _preset_init(model_args) -> str:
+    from ..training.tiny_init import describe_tiny_init, resolve_tiny_init
+
+    value = getattr(model_args, "tiny_init", "scratch")
+    path = resolve_tiny_init(value) if model_args.config_preset == "tiny" else None
+    if path is None:
+        return f"random ({model_args.config_preset} preset)"
+    return f"`--tiny_init {value}`: {describe_tiny_init(path)}"
 
 
 def _data_limits(data_args) -> str:

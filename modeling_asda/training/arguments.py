@@ -31,6 +31,14 @@ class ModelArguments:
         },
     )
     revision: str = field(default="main", metadata={"help": "Hub revision of --model_name_or_path."})
+    tiny_init: str = field(
+        default="synthetic",
+        metadata={
+            "help": "Starting weights of --config_preset tiny without a checkpoint: synthetic (the default run's "
+            "weights on the built-in data, shipped with the package), scratch (random), or an ASDA checkpoint "
+            "folder / .safetensors file. Tensors of another shape or missing from the file keep their random init."
+        },
+    )
     no_target_head: bool | None = field(
         default=None,
         metadata={

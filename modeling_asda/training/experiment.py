@@ -26,6 +26,7 @@ from ..evaluation.model_card import push_folder_to_hub, write_model_card
 from ..modeling_asda import ASDAForReferringSegmentation
 from ..processing_asda import ASDAProcessor
 from .arguments import parse_config_overrides
+from .tiny_init import load_tiny_init, resolve_tiny_init
 from .trainer import EpochToTransformCallback, RISTrainer, SelectionExplorationCallback, compute_ris_metrics
 
 logger = logging.getLogger(__name__)
@@ -69,6 +70,9 @@ def build_model_and_processor(model_args, data_args):
         if model_args.config_preset not in ("tiny", "vit_b16"):
             raise ValueError(f"--config_preset must be tiny or vit_b16, got {model_args.config_preset!r}")
         model = ASDAForReferringSegmentation(preset_config(model_args.config_preset, overrides))
+        init = resolve_tiny_init(model_args.tiny_init) if model_args.config_preset == "tiny" else None
+        if init is not None:
+            load_tiny_init(model, init)
         processor = None
     config = model.config
     if processor is None or processor.image_processor.image_size != config.image_size:

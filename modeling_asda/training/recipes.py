@@ -1,7 +1,8 @@
 """Training defaults that belong to a model preset rather than to the paper's recipe.
 
 The argument dataclasses default to the paper's recipe (CLIP weights, lr 5e-5 with a step decay). The `tiny`
-preset trained from scratch needs another one (lr 1e-3 with warm-up and cosine decay, flips), so that
+preset without a checkpoint (random weights, or its shipped starting weights: tiny_init.py) needs another
+one (lr 1e-3 with warm-up and cosine decay, flips), so that
 `run_ris.py --config_preset tiny --dataset_name <data> --num_train_epochs 6 ...` trains well without the
 user knowing it. Only the values the user did not give (flag or JSON key) are replaced, and the run says so.
 """
@@ -50,5 +51,7 @@ def apply_preset_defaults(model_args, data_args, training_args, explicit: set[st
             setattr(target, key, value)
             changed[key] = value.value if isinstance(value, SchedulerType) else value
     if changed:
-        logger.warning(f"--config_preset tiny from scratch: using its training recipe for unset arguments {changed}.")
+        logger.warning(
+            f"--config_preset tiny without a checkpoint: using its training recipe for unset arguments {changed}."
+        )
     return changed
