@@ -14,11 +14,11 @@ from modeling_asda.training.experiment import build_model_and_processor
 from modeling_asda.training.tiny_init import SHIPPED_TINY_INIT, load_tiny_init, resolve_tiny_init, save_tiny_init
 
 
-def _args(tiny_init="synthetic", overrides=None, preset="tiny"):
+def _args(tiny_init=None, overrides=None, preset="tiny", checkpoint=None):
     model_args = SimpleNamespace(
         config_preset=preset,
         tiny_init=tiny_init,
-        model_name_or_path=None,
+        model_name_or_path=checkpoint,
         clip_model_name_or_path=None,
         config_overrides=overrides,
         revision="main",
@@ -47,6 +47,16 @@ def test_build_loads_the_file_by_default_and_scratch_is_the_random_init():
     torch.manual_seed(0)
     fresh = ASDAForReferringSegmentation(ASDAConfig.tiny())
     assert all(torch.equal(v, fresh.state_dict()[k]) for k, v in scratch.state_dict().items())
+
+
+def test_tiny_init_beside_a_checkpoint_is_ignored_with_a_warning(tmp_path, caplog):
+    torch.manual_seed(4)
+    source = ASDAForReferringSegmentation(ASDAConfig.tiny())
+    source.save_pretrained(tmp_path / "ckpt")
+    with caplog.at_level("WARNING"):
+        model, _ = build_model_and_processor(*_args("scratch", checkpoint=str(tmp_path / "ckpt")))
+    assert "--tiny_init scratch is ignored" in caplog.text
+    assert all(torch.equal(v, source.state_dict()[k]) for k, v in model.state_dict().items())
 
 
 def test_reshaped_and_new_tensors_keep_their_random_init(tmp_path):
@@ -85,6 +95,7 @@ def test_save_writes_half_precision_with_the_command_and_round_trips(tmp_path):
         assert torch.equal(model.state_dict()[name], expected), name
     card_line = _preset_init(SimpleNamespace(config_preset="tiny", tiny_init=str(tmp_path / "init.safetensors")))
     assert "init.safetensors" in card_line and "--seed 3" in card_line
+    assert "tiny_synthetic_init.safetensors" in _preset_init(SimpleNamespace(config_preset="tiny", tiny_init=None))
     assert _preset_init(SimpleNamespace(config_preset="tiny", tiny_init="scratch")) == "random (tiny preset)"
 
 

@@ -145,7 +145,7 @@ def _recipe(model_args, data_args, training_args) -> list[tuple[str, str]]:
 def _preset_init(model_args) -> str:
     from ..training.tiny_init import describe_tiny_init, resolve_tiny_init
 
-    value = getattr(model_args, "tiny_init", "scratch")
+    value = getattr(model_args, "tiny_init", None) or "synthetic"
     path = resolve_tiny_init(value) if model_args.config_preset == "tiny" else None
     if path is None:
         return f"random ({model_args.config_preset} preset)"

@@ -31,10 +31,10 @@ class ModelArguments:
         },
     )
     revision: str = field(default="main", metadata={"help": "Hub revision of --model_name_or_path."})
-    tiny_init: str = field(
-        default="synthetic",
+    tiny_init: str | None = field(
+        default=None,
         metadata={
-            "help": "Starting weights of --config_preset tiny without a checkpoint: synthetic (the default run's "
+            "help": "Starting weights of --config_preset tiny without a checkpoint: synthetic (the default: the default run's "
             "weights on the built-in data, shipped with the package), scratch (random), or an ASDA checkpoint "
             "folder / .safetensors file. Tensors of another shape or missing from the file keep their random init."
         },

@@ -70,10 +70,17 @@ def build_model_and_processor(model_args, data_args):
         if model_args.config_preset not in ("tiny", "vit_b16"):
             raise ValueError(f"--config_preset must be tiny or vit_b16, got {model_args.config_preset!r}")
         model = ASDAForReferringSegmentation(preset_config(model_args.config_preset, overrides))
-        init = resolve_tiny_init(model_args.tiny_init) if model_args.config_preset == "tiny" else None
+        init = resolve_tiny_init(model_args.tiny_init or "synthetic") if model_args.config_preset == "tiny" else None
         if init is not None:
             load_tiny_init(model, init)
         processor = None
+    if model_args.tiny_init and (
+        model_args.config_preset != "tiny" or model_args.model_name_or_path or model_args.clip_model_name_or_path
+    ):
+        logger.warning(
+            f"--tiny_init {model_args.tiny_init} is ignored: it sets the starting weights of --config_preset tiny "
+            "without --model_name_or_path or --clip_model_name_or_path."
+        )
     config = model.config
     if processor is None or processor.image_processor.image_size != config.image_size:
         processor = ASDAProcessor(image_size=config.image_size, max_length=config.max_text_length)

@@ -71,7 +71,8 @@ def load_tiny_init(model: torch.nn.Module, path: Path) -> dict:
         report["not_in_model"] = sorted(names - set(state))
     if not report["loaded"]:
         raise ValueError(f"--tiny_init {path}: no tensor matches this model; is it an ASDA checkpoint?")
-    logger.info(
+    log = logger.warning if report["shape_differs"] else logger.info
+    log(
         f"Tiny preset initialised from {path}: {len(report['loaded'])} tensors loaded, "
         f"{len(report['not_in_file'])} new (random init), {len(report['shape_differs'])} of another shape kept "
         "random" + (f": {report['shape_differs']}" if report["shape_differs"] else "")
