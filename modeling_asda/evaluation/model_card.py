@@ -149,7 +149,8 @@ def _preset_init(model_args) -> str:
     path = resolve_tiny_init(value) if model_args.config_preset == "tiny" else None
     if path is None:
         return f"random ({model_args.config_preset} preset)"
-    return f"`--tiny_init {value}`: {describe_tiny_init(path)}"
+    where = " (the default run on the built-in synthetic data)" if value == "synthetic" else ""
+    return f"`--tiny_init {value}`{where}: {describe_tiny_init(path)}"
 
 
 def _data_limits(data_args) -> str:

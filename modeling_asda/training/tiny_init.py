@@ -85,7 +85,7 @@ def describe_tiny_init(path: Path) -> str:
     with safe_open(str(path), framework="pt") as handle:
         metadata = handle.metadata() or {}
     made_by = metadata.get("made_by", "")
-    return f"{path.name}" + (f" ({made_by})" if made_by else "")
+    return f"{path.name}" + (f", written from the checkpoint of `{made_by}`" if made_by else "")
 
 
 def save_tiny_init(checkpoint: str, output: str | os.PathLike, dtype: torch.dtype = torch.float16) -> dict:
