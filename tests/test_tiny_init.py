@@ -113,3 +113,21 @@ def test_bad_sources_name_the_input(tmp_path):
     save_file({"weight": torch.zeros(2)}, str(unrelated))
     with pytest.raises(ValueError, match="no tensor matches"):
         load_tiny_init(model, unrelated)
+
+
+def test_paper_width_from_random_weights_on_the_built_in_data_warns(monkeypatch, caplog):
+    import modeling_asda.training.experiment as experiment
+
+    # The warning is about the arguments; a tiny model stands in for the 178 M-parameter one.
+    monkeypatch.setattr(experiment, "preset_config", lambda preset, overrides: ASDAConfig.tiny())
+    model_args, data_args = _args(preset="vit_b16")
+    data_args.dataset_name = "synthetic"
+    with caplog.at_level("WARNING"):
+        build_model_and_processor(model_args, data_args)
+    assert "paper-width vit_b16 preset from random weights" in caplog.text
+    caplog.clear()
+    model_args, data_args = _args("scratch")
+    data_args.dataset_name = "synthetic"
+    with caplog.at_level("WARNING"):
+        build_model_and_processor(model_args, data_args)
+    assert "vit_b16" not in caplog.text

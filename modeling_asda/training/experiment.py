@@ -69,6 +69,12 @@ def build_model_and_processor(model_args, data_args):
     else:
         if model_args.config_preset not in ("tiny", "vit_b16"):
             raise ValueError(f"--config_preset must be tiny or vit_b16, got {model_args.config_preset!r}")
+        if model_args.config_preset == "vit_b16" and getattr(data_args, "dataset_name", None) == "synthetic":
+            logger.warning(
+                "Training the paper-width vit_b16 preset from random weights on the built-in data (the argument "
+                "defaults). The demo is `python scripts/run_ris.py` with no arguments, or `python scripts/run_ris.py "
+                "configs/demo_synthetic.json --flag ...` to change it; or pass --config_preset tiny."
+            )
         model = ASDAForReferringSegmentation(preset_config(model_args.config_preset, overrides))
         init = resolve_tiny_init(model_args.tiny_init or "synthetic") if model_args.config_preset == "tiny" else None
         if init is not None:
