@@ -15,12 +15,11 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 logger = logging.getLogger(__name__)
 
 SHIPPED_TINY_INIT = Path(__file__).with_name("tiny_synthetic_init.safetensors")
-CHOICES = ("synthetic", "scratch")
 
 
 def resolve_tiny_init(value: str | None) -> Path | None:
@@ -91,8 +90,6 @@ def describe_tiny_init(path: Path) -> str:
 def save_tiny_init(checkpoint: str, output: str | os.PathLike, dtype: torch.dtype = torch.float16) -> dict:
     """Write a checkpoint's weights as a tiny-init file (half precision: the file ships in the repository),
     with the checkpoint's training command and test numbers as metadata. Returns the metadata."""
-    from safetensors.torch import load_file
-
     weights = load_file(os.path.join(checkpoint, "model.safetensors"))
     weights = {name: (t.to(dtype) if t.is_floating_point() else t).contiguous() for name, t in weights.items()}
     metadata = {"source": os.path.basename(os.path.normpath(checkpoint))}
