@@ -59,6 +59,21 @@ def load_checkpoint(name_or_path: str, revision: str | None = None, **config_ove
     return model, processor
 
 
+@torch.no_grad()
+def batched_outputs(model, processor, dataset, batch_size: int = 32, **model_kwargs):
+    """Yields (rows, original sizes, model output) for consecutive batches of `dataset`, the model in eval mode."""
+    if len(dataset) == 0:
+        raise ValueError("the evaluation split is empty")
+    model.eval()
+    device = next(model.parameters()).device
+    for start in range(0, len(dataset), batch_size):
+        rows = dataset.select(range(start, min(start + batch_size, len(dataset))))
+        images = list(rows["image"])
+        encoded = processor(images=images, text=list(rows["sentence"]))
+        inputs = {k: encoded[k].to(device) for k in ("pixel_values", "input_ids", "attention_mask")}
+        yield rows, [(image.height, image.width) for image in images], model(**inputs, **model_kwargs)
+
+
 def load_model_and_processor(name_or_path: str, revision: str | None = None, device=None):
     """`load_checkpoint`, with the model moved to `device` (see `resolve_device`) and put in eval mode."""
     model, processor = load_checkpoint(name_or_path, revision=revision)

@@ -8,6 +8,7 @@ checkpoint is a paired measurement of what the refiner adds. Masks are post-proc
 import numpy as np
 import torch
 
+from .inference import batched_outputs
 from .metrics import intersection_and_union, iou_from_counts, summarize, to_binary_mask
 
 IOU_BINS = (0.0, 0.1, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 1.0)
@@ -16,18 +17,8 @@ IOU_BINS = (0.0, 0.1, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 1.0)
 @torch.no_grad()
 def paired_counts(model, processor, dataset, batch_size: int = 32) -> dict:
     """{"decoder": (I, U), "final": (I, U)}: per-row pixel counts of the two masks against the ground truth."""
-    if len(dataset) == 0:
-        raise ValueError("the evaluation split is empty")
-    model.eval()
-    device = next(model.parameters()).device
     counts = {"decoder": ([], []), "final": ([], [])}
-    for start in range(0, len(dataset), batch_size):
-        rows = dataset.select(range(start, min(start + batch_size, len(dataset))))
-        images = list(rows["image"])
-        encoded = processor(images=images, text=list(rows["sentence"]))
-        inputs = {k: encoded[k].to(device) for k in ("pixel_values", "input_ids", "attention_mask")}
-        out = model(**inputs, output_feature_maps=True)
-        sizes = [(image.height, image.width) for image in images]
+    for rows, sizes, out in batched_outputs(model, processor, dataset, batch_size, output_feature_maps=True):
         target = None if out.target_logits is None else out.target_logits.float().cpu()
         for key, logits in (("decoder", out.decoder_logits), ("final", out.logits)):
             masks = processor.post_process_masks(

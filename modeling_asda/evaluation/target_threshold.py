@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from .inference import batched_outputs
 from .metrics import generalized_summary, intersection_and_union, to_binary_mask
 
 DEFAULT_THRESHOLDS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -20,17 +21,8 @@ def predict_target_scores(model, processor, dataset, batch_size: int = 32) -> di
     """Per row: the target probability, and I, U, gt area, predicted area of the mask as if a target were present."""
     if getattr(model, "no_target_head", None) is None:
         raise ValueError("this checkpoint has no no-target head (config.no_target_head is False): nothing to sweep")
-    if len(dataset) == 0:
-        raise ValueError("the evaluation split is empty")
-    model.eval()
-    device = next(model.parameters()).device
     columns = {name: [] for name in ("score", "intersection", "union", "gt_area", "pred_area")}
-    for start in range(0, len(dataset), batch_size):
-        rows = dataset.select(range(start, min(start + batch_size, len(dataset))))
-        images = list(rows["image"])
-        encoded = processor(images=images, text=list(rows["sentence"]))
-        out = model(**{k: encoded[k].to(device) for k in ("pixel_values", "input_ids", "attention_mask")})
-        sizes = [(image.height, image.width) for image in images]
+    for rows, sizes, out in batched_outputs(model, processor, dataset, batch_size):
         masks = processor.post_process_masks(out.logits.float().cpu(), sizes, threshold=model.config.mask_threshold)
         for mask, gt, score in zip(masks, rows["mask"], out.target_logits.float().sigmoid().cpu()):
             gt = to_binary_mask(np.asarray(gt), "mask")
