@@ -10,15 +10,10 @@ Prints gIoU, cIoU, N_acc, T_acc, Pr@0.7 and Pr@0.9 at each threshold (one pass o
 not depend on it). Choose on a validation split, then set `config.no_target_threshold` in the checkpoint.
 """
 
-import argparse
 import json
 import sys
 
-from modeling_asda.evaluation.inference import (
-    add_checkpoint_split_arguments,
-    load_checkpoint_and_split,
-    setup_script_logging,
-)
+from modeling_asda.evaluation.inference import checkpoint_script_parser, parse_and_load
 from modeling_asda.evaluation.target_threshold import (
     DEFAULT_THRESHOLDS,
     format_sweep_table,
@@ -28,14 +23,10 @@ from modeling_asda.evaluation.target_threshold import (
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_checkpoint_split_arguments(parser, dataset_config="generalized")
+    parser = checkpoint_script_parser(__doc__, dataset_config="generalized")
     parser.add_argument("--thresholds", type=float, nargs="+", default=list(DEFAULT_THRESHOLDS))
     parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    setup_script_logging()
-
-    model, processor, rows = load_checkpoint_and_split(args)
+    args, model, processor, rows = parse_and_load(parser, argv)
     try:
         predictions = predict_target_scores(model, processor, rows, batch_size=args.batch_size)
     except ValueError as err:

@@ -7,25 +7,20 @@ Counts, for expressions with and without a shape word, how often the mask covers
 (and in which attributes that object differs: colour, shape, size, or none), or no object.
 """
 
-import argparse
 import sys
 
-from modeling_asda.evaluation.inference import (
-    add_checkpoint_split_arguments,
-    load_checkpoint_and_split,
-    setup_script_logging,
-)
+from modeling_asda.evaluation.inference import checkpoint_script_parser, parse_and_load
 from modeling_asda.evaluation.object_confusions import count_confusions, format_confusion_table, predicted_masks
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_checkpoint_split_arguments(parser)
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+def _check_synthetic(args, parser):
     if args.dataset_name != "synthetic":
         parser.error("the scenes are regenerated from the built-in generator: --dataset_name must be 'synthetic'")
-    setup_script_logging()
-    model, processor, rows = load_checkpoint_and_split(args)
+
+
+def main(argv=None) -> int:
+    parser = checkpoint_script_parser(__doc__)
+    args, model, processor, rows = parse_and_load(parser, argv, check=_check_synthetic)
     counts = count_confusions(rows, predicted_masks(model, processor, rows, batch_size=args.batch_size))
     print(f"{args.model} on the built-in {args.split} split ({len(rows)} expressions):\n")
     print(format_confusion_table(counts))

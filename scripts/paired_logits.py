@@ -7,23 +7,15 @@
 With a mask refiner the rest of the model trains as without it, so the difference is what the refiner adds.
 """
 
-import argparse
 import sys
 
-from modeling_asda.evaluation.inference import (
-    add_checkpoint_split_arguments,
-    load_checkpoint_and_split,
-    setup_script_logging,
-)
+from modeling_asda.evaluation.inference import checkpoint_script_parser, parse_and_load
 from modeling_asda.evaluation.paired_logits import paired_counts, paired_table
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_checkpoint_split_arguments(parser)
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    setup_script_logging()
-    model, processor, rows = load_checkpoint_and_split(args)
+    parser = checkpoint_script_parser(__doc__)
+    args, model, processor, rows = parse_and_load(parser, argv)
     counts = paired_counts(model, processor, rows, batch_size=args.batch_size)
     print(f"{args.model} on {args.dataset_name} {args.split} ({len(rows)} expressions; values x100):\n")
     print(paired_table(counts))

@@ -10,15 +10,10 @@ read from the words), by expression length in words and by category. Writes OUTP
 (tables), .json (counts) and .png (bar chart; needs matplotlib) and prints the tables.
 """
 
-import argparse
 import os
 import sys
 
-from modeling_asda.evaluation.inference import (
-    add_checkpoint_split_arguments,
-    load_checkpoint_and_split,
-    setup_script_logging,
-)
+from modeling_asda.evaluation.inference import checkpoint_script_parser, parse_and_load
 from modeling_asda.evaluation.selection_report import (
     build_selection_report,
     format_selection_markdown,
@@ -28,14 +23,10 @@ from modeling_asda.evaluation.selection_report import (
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_checkpoint_split_arguments(parser)
+    parser = checkpoint_script_parser(__doc__)
     parser.add_argument("--output_dir", default="selection_report")
     parser.add_argument("--no_plot", action="store_true", help="tables only (no matplotlib needed)")
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    setup_script_logging()
-
-    model, processor, rows = load_checkpoint_and_split(args)
+    args, model, processor, rows = parse_and_load(parser, argv)
     device = next(model.parameters()).device
     try:
         predictions = predict_selection(

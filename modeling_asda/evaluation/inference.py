@@ -161,6 +161,27 @@ def add_checkpoint_split_arguments(parser, dataset_config: str | None = None) ->
     parser.add_argument("--device", default=None)
 
 
+def checkpoint_script_parser(description: str, dataset_config: str | None = None):
+    """The parser of a script that runs one checkpoint over one split (its docstring as the help text)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_checkpoint_split_arguments(parser, dataset_config=dataset_config)
+    return parser
+
+
+def parse_and_load(parser, argv=None, check=None):
+    """(args, model, processor, rows): parse `argv` (default: the command line), run `check(args, parser)` before
+    anything is loaded, set up logging, then load the checkpoint and the split."""
+    import sys
+
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    if check is not None:
+        check(args, parser)
+    setup_script_logging()
+    return (args, *load_checkpoint_and_split(args))
+
+
 def load_checkpoint_and_split(args):
     """(model in eval mode on its device, processor, rows) for the arguments of `add_checkpoint_split_arguments`."""
     model, processor = load_model_and_processor(args.model, args.revision, resolve_device(args.device))
