@@ -1,7 +1,9 @@
 """Loading a trained ASDA checkpoint (a local folder or a Hub repo) for inference scripts, with its processor."""
 
+import argparse
 import logging
 import os
+import sys
 
 import torch
 
@@ -163,8 +165,6 @@ def add_checkpoint_split_arguments(parser, dataset_config: str | None = None) ->
 
 def checkpoint_script_parser(description: str, dataset_config: str | None = None):
     """The parser of a script that runs one checkpoint over one split (its docstring as the help text)."""
-    import argparse
-
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_checkpoint_split_arguments(parser, dataset_config=dataset_config)
     return parser
@@ -173,8 +173,6 @@ def checkpoint_script_parser(description: str, dataset_config: str | None = None
 def parse_and_load(parser, argv=None, check=None):
     """(args, model, processor, rows): parse `argv` (default: the command line), run `check(args, parser)` before
     anything is loaded, set up logging, then load the checkpoint and the split."""
-    import sys
-
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     if check is not None:
         check(args, parser)
