@@ -143,13 +143,13 @@ def _recipe(model_args, data_args, training_args) -> list[tuple[str, str]]:
 
 
 def _preset_init(model_args) -> str:
-    from ..training.tiny_init import describe_tiny_init, resolve_tiny_init
+    from ..training.tiny_init import DEFAULT_TINY_INIT, SHIPPED_TINY_INIT, describe_tiny_init, resolve_tiny_init
 
-    value = getattr(model_args, "tiny_init", None) or "synthetic"
+    value = getattr(model_args, "tiny_init", None) or DEFAULT_TINY_INIT
     path = resolve_tiny_init(value) if model_args.config_preset == "tiny" else None
     if path is None:
         return f"random ({model_args.config_preset} preset)"
-    where = " (the default run on the built-in synthetic data)" if value == "synthetic" else ""
+    where = " (the default run on the built-in synthetic data)" if path == SHIPPED_TINY_INIT else ""
     return f"`--tiny_init {value}`{where}: {describe_tiny_init(path)}"
 
 

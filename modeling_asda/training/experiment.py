@@ -76,7 +76,7 @@ def build_model_and_processor(model_args, data_args):
                 "configs/demo_synthetic.json --flag ...` to change it; or pass --config_preset tiny."
             )
         model = ASDAForReferringSegmentation(preset_config(model_args.config_preset, overrides))
-        init = resolve_tiny_init(model_args.tiny_init or "synthetic") if model_args.config_preset == "tiny" else None
+        init = resolve_tiny_init(model_args.tiny_init) if model_args.config_preset == "tiny" else None
         if init is not None:
             load_tiny_init(model, init)
         processor = None

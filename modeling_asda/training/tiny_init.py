@@ -20,12 +20,14 @@ from safetensors.torch import load_file, save_file
 logger = logging.getLogger(__name__)
 
 SHIPPED_TINY_INIT = Path(__file__).with_name("tiny_synthetic_init.safetensors")
+DEFAULT_TINY_INIT = "synthetic"  # what --tiny_init means when not given
 
 
 def resolve_tiny_init(value: str | None) -> Path | None:
-    """`synthetic` -> the shipped file, `scratch` -> None (random weights), else an ASDA checkpoint folder or a
-    `.safetensors` file of the same model."""
-    if value in (None, "", "scratch"):
+    """`synthetic` (and None, the default) -> the shipped file, `scratch` -> None (random weights), else an ASDA
+    checkpoint folder or a `.safetensors` file of the same model."""
+    value = value or DEFAULT_TINY_INIT
+    if value == "scratch":
         return None
     path = SHIPPED_TINY_INIT if value == "synthetic" else Path(value)
     if path.is_dir():
