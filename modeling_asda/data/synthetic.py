@@ -686,3 +686,15 @@ def scene_for_row(row: dict, config: SyntheticConfig) -> Scene:
     if row.get("source") != "synthetic":
         raise ValueError(f"row {row.get('sample_id')!r} has source={row.get('source')!r}, not 'synthetic'")
     return generate_scene(int(row["image_id"]), config)
+
+
+def referred_object(row: dict, scene: Scene, mask: np.ndarray, config: SyntheticConfig) -> SceneObject:
+    """The object a single-target row refers to. A regenerated mask unlike the row's `mask` is an error naming the
+    row (the data set was made with another generator config), never a silently wrong number."""
+    index = row["ann_id"] % MAX_OBJECTS
+    if index >= len(scene.objects) or not np.array_equal(scene.objects[index].mask, mask):
+        raise ValueError(
+            f"row {row['sample_id']}: the scene regenerated from image_id {row['image_id']} does not match the "
+            f"stored mask; was the data set made with another config than {config}?"
+        )
+    return scene.objects[index]

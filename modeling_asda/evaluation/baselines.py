@@ -18,8 +18,8 @@ import numpy as np
 from datasets import Dataset
 
 from ..data.synthetic import (
-    MAX_OBJECTS,
     SyntheticConfig,
+    referred_object,
     scene_for_row,
     synthetic_config_from_dataset,
 )
@@ -67,13 +67,8 @@ def random_object_counts(dataset: Dataset, seed: int = 0, config: SyntheticConfi
         if scene is None or scene.image_id != row["image_id"]:  # rows of a scene are adjacent
             scene = scene_for_row(row, config)
         gt = _gt_mask(row)
-        index = row["ann_id"] % MAX_OBJECTS
-        single = row.get("num_targets", 1) == 1 and not row.get("no_target", False)
-        if single and (index >= len(scene.objects) or not np.array_equal(scene.objects[index].mask, gt)):
-            raise ValueError(
-                f"row {row['sample_id']}: the scene regenerated from image_id {row['image_id']} does not match "
-                f"the stored mask; was the data set made with another config than {config}?"
-            )
+        if row.get("num_targets", 1) == 1 and not row.get("no_target", False):
+            referred_object(row, scene, gt, config)
         choice = scene.objects[int(rng.integers(len(scene.objects)))]
         i, u = intersection_and_union(choice.mask, gt)
         intersections.append(i)

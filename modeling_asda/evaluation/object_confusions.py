@@ -12,7 +12,7 @@ from collections import Counter
 
 import numpy as np
 
-from ..data.synthetic import MAX_OBJECTS, scene_for_row, synthetic_config_from_dataset
+from ..data.synthetic import referred_object, scene_for_row, synthetic_config_from_dataset
 from .expression_types import WITH_SHAPE, expression_groups
 from .inference import batched_outputs
 from .metrics import intersection_and_union, iou_from_counts, to_binary_mask
@@ -61,12 +61,7 @@ def count_confusions(dataset, predictions, min_iou: float = 0.3) -> dict:
             continue
         if scene is None or scene.image_id != row["image_id"]:  # rows of a scene are adjacent
             scene = scene_for_row(row, config)
-        index = row["ann_id"] % MAX_OBJECTS
-        if index >= len(scene.objects) or not np.array_equal(scene.objects[index].mask, np.asarray(row["mask"]) > 0):
-            raise ValueError(
-                f"row {row['sample_id']}: the scene regenerated from image_id {row['image_id']} does not match the "
-                "stored mask; was the data set made with another generator config?"
-            )
+        index = referred_object(row, scene, np.asarray(row["mask"]) > 0, config).index
         group = expression_groups(row["sentence"])[1]
         outcome = classify_prediction(
             to_binary_mask(np.asarray(prediction), "prediction"), scene.objects, index, min_iou
