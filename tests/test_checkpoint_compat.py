@@ -25,8 +25,10 @@ def test_old_checkpoint_loads_without_missing_or_unexpected_keys_and_gives_the_s
         out = model.eval()(
             expected["pixel_values"], expected["input_ids"], expected["attention_mask"], output_feature_maps=True
         )
-    torch.testing.assert_close(out.logits, expected["logits"], rtol=0, atol=1e-6)
-    torch.testing.assert_close(out.coefficients, expected["coefficients"], rtol=0, atol=1e-6)
+    # The fixture's numbers were computed on an AVX-512 CPU; an AVX2 one sums in another order (differences up to
+    # ~1e-5 measured). A parameter left at its initialisation would move the logits by far more.
+    torch.testing.assert_close(out.logits, expected["logits"], rtol=0, atol=1e-4)
+    torch.testing.assert_close(out.coefficients, expected["coefficients"], rtol=0, atol=1e-4)
     assert torch.equal(out.low_layer_index, expected["low_layer_index"])
     assert torch.equal(out.mid_layer_index, expected["mid_layer_index"])
 

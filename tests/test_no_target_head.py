@@ -129,8 +129,8 @@ with torch.no_grad():
 print(json.dumps({
     "module": type(model).__module__,
     "head": model.config.no_target_head,
-    "logits": torch.equal(out.logits, batch["logits"]),
-    "target": torch.equal(out.target_logits, batch["target_logits"]),
+    "logits": (out.logits - batch["logits"]).abs().max().item(),
+    "target": (out.target_logits - batch["target_logits"]).abs().max().item(),
 }))
 """
 
@@ -170,7 +170,10 @@ def test_head_checkpoint_round_trips_through_automodel_in_a_fresh_offline_proces
     )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert result == {"module": result["module"], "head": True, "logits": True, "target": True}
+    # Equal up to float rounding: a vectorised sum can start at another element in another process (its
+    # alignment differs), which changed the target logits in their last bits on an AVX2 CPU. A head left at its
+    # initialisation would differ by ~0.1.
+    assert result["head"] is True and result["logits"] < 1e-5 and result["target"] < 1e-5, result
     assert result["module"].startswith("transformers_modules")
 
 
@@ -212,7 +215,8 @@ def test_checkpoint_saved_before_the_head_existed_loads_and_runs_as_before():
     with torch.no_grad():
         out = model.eval()(*inputs)
     assert out.target_logits is None and "target_logits" not in out.keys()  # tuples keep their old layout
-    torch.testing.assert_close(out.logits, expected["logits"], rtol=0, atol=1e-6)
+    # Computed on an AVX-512 CPU; an AVX2 one sums in another order (~1e-5).
+    torch.testing.assert_close(out.logits, expected["logits"], rtol=0, atol=1e-4)
     # Fine-tuning it on gRefCOCO adds a head; the masks it paints do not move.
     model.add_no_target_head()
     with torch.no_grad():
