@@ -129,6 +129,14 @@ def test_run_writes_hub_ready_folder_results_and_table(trained_run):
     assert "trust_remote_code=True" in card and "mIoU" in card
     for text in (stdout, card, (out / "results.md").read_text()):
         assert "| with a shape word |" in text and "| no shape word |" in text
+    # Which machine the time (and the trajectory) belongs to: CPU model, vector instructions, thread count.
+    import torch
+
+    from modeling_asda.benchmark.machine import cpu_model
+
+    machine = f"{cpu_model()} ({torch.backends.cpu.get_cpu_capability()}), torch threads: 1"  # OMP_NUM_THREADS=1
+    for text in (stdout, card, (out / "results.md").read_text()):
+        assert machine in text, machine
 
 
 def test_refer_folder_trains_and_evaluates_every_requested_split(tmp_path):

@@ -24,7 +24,6 @@ import gc
 import io
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -35,25 +34,13 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
+from .machine import machine_info
 from .memory import peak_rss_of
 from .targets import evaluate_targets
 
 SOT, EOT = 49406, 49407
 TOKENS = 17  # ASDA's expression length (SOT + 15 words + EOT); CLIPSeg gets the same length
 SENTENCE = "the small red circle left of the blue square"
-
-
-# /proc/cpuinfo flags of the instruction sets that decide low-precision speed, with their usual names.
-ISA_FLAGS = (
-    ("avx2", "AVX2"),
-    ("avx512f", "AVX-512"),
-    ("avx512_vnni", "AVX-512 VNNI"),
-    ("avx512_bf16", "AVX-512 BF16"),
-    ("avx512_fp16", "AVX-512 FP16"),
-    ("amx_tile", "AMX"),
-    ("amx_bf16", "AMX-BF16"),
-    ("amx_int8", "AMX-INT8"),
-)
 
 
 @dataclass
@@ -198,51 +185,6 @@ def autocast(device: str, dtype: torch.dtype | None):
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.split(":")[0], dtype=dtype)
-
-
-# ------------------------------------------------------------------------------------------ machine
-def cpu_flags() -> set:
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def machine_info(device: str) -> dict:
-    import transformers
-
-    flags = cpu_flags()
-    info = {
-        "cpu": cpu_model(),
-        "logical_cpus": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "python": platform.python_version(),
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "native_bf16": sorted(flag for flag in flags if flag in ("avx512_bf16", "amx_bf16", "amx_tile")),
-        "isa": {label: flag in flags for flag, label in ISA_FLAGS},
-        "load_average_at_start": [round(v, 2) for v in os.getloadavg()],
-        "device": device,
-    }
-    if device.startswith("cuda"):
-        info["gpu"] = torch.cuda.get_device_name(device)
-    return info
 
 
 def matmul_ceiling(dtype: torch.dtype, sizes, settings: BenchmarkSettings) -> dict:

@@ -209,7 +209,11 @@ def build_card_context(model, model_args, data_args, training_args, rows, summar
         "architecture": _architecture(model, base_model),
         "recipe": _recipe(model_args, data_args, training_args),
         "command": summary.get("command") or "",
-        "wall_time": f"{wall / 60:.1f} min wall time" if wall else "",
+        "wall_time": (
+            f"{wall / 60:.1f} min wall time" + (f" on {summary['machine']}" if summary.get("machine") else "")
+        )
+        if wall
+        else "",
         "data_limits": _data_limits(data_args),
         "selection_markdown": None,
     }

@@ -8,6 +8,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..benchmark.machine import machine_summary
 from ..configuration_asda import ASDAConfig
 from ..data.loading import load_referring_dataset
 from ..data.refer import find_refer_files, is_refer_folder
@@ -367,6 +368,7 @@ def finish_run(
         "train_runtime": train_metrics.get("train_runtime"),
         "train_samples_per_second": train_metrics.get("train_samples_per_second"),
         "command": "python scripts/run_ris.py " + " ".join(argv),
+        "machine": machine_summary(str(training_args.device)),
     }
     type_table = format_by_type_table(by_type) if by_type else ""
     if type_table:
@@ -375,7 +377,10 @@ def finish_run(
         print("\n" + table + "\n")
     if type_table:
         print("By expression type (values x100):\n\n" + type_table + "\n")
-    print(f"Total wall time {wall_seconds / 60:.1f} min (training {summary['train_runtime'] or 0:.0f} s).")
+    print(
+        f"Total wall time {wall_seconds / 60:.1f} min (training {summary['train_runtime'] or 0:.0f} s) on "
+        f"{summary['machine']}."
+    )
     os.makedirs(output_dir, exist_ok=True)
     with open(os.path.join(output_dir, "results.md"), "w") as handle:
         handle.write(
