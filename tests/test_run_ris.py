@@ -15,6 +15,7 @@ import torch
 from asda_checkpoint import script_module
 from transformers.trainer_utils import SchedulerType
 
+from modeling_asda.benchmark.machine import cpu_model
 from modeling_asda.data.transforms import AugmentationConfig, RISTransform, augment, swap_left_right
 from modeling_asda.evaluation.expression_types import expression_groups
 from modeling_asda.training.arguments import parse_config_overrides
@@ -130,10 +131,6 @@ def test_run_writes_hub_ready_folder_results_and_table(trained_run):
     for text in (stdout, card, (out / "results.md").read_text()):
         assert "| with a shape word |" in text and "| no shape word |" in text
     # Which machine the time (and the trajectory) belongs to: CPU model, vector instructions, thread count.
-    import torch
-
-    from modeling_asda.benchmark.machine import cpu_model
-
     machine = f"{cpu_model()} ({torch.backends.cpu.get_cpu_capability()}), torch threads: 1"  # OMP_NUM_THREADS=1
     for text in (stdout, card, (out / "results.md").read_text()):
         assert machine in text, machine

@@ -167,6 +167,12 @@ def _data_limits(data_args) -> str:
     return f"Trained only on {dataset_id(data_args)}; expect lower quality on other kinds of images."
 
 
+def _wall_time(seconds, machine) -> str:
+    if not seconds:
+        return ""
+    return f"{seconds / 60:.1f} min wall time" + (f" on {machine}" if machine else "")
+
+
 def build_card_context(model, model_args, data_args, training_args, rows, summary, table) -> dict:
     """Everything the template needs, JSON-serialisable (saved next to the card for the upload's re-render)."""
     config = model.config
@@ -209,11 +215,7 @@ def build_card_context(model, model_args, data_args, training_args, rows, summar
         "architecture": _architecture(model, base_model),
         "recipe": _recipe(model_args, data_args, training_args),
         "command": summary.get("command") or "",
-        "wall_time": (
-            f"{wall / 60:.1f} min wall time" + (f" on {summary['machine']}" if summary.get("machine") else "")
-        )
-        if wall
-        else "",
+        "wall_time": _wall_time(wall, summary.get("machine")),
         "data_limits": _data_limits(data_args),
         "selection_markdown": None,
     }
