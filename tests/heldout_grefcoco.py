@@ -149,7 +149,7 @@ def _single_sentences(rng, objects, index):
 def _multi(rng, objects):
     options = []
     for key in ("color", "shape"):
-        for value in {o[key] for o in objects}:
+        for value in sorted({o[key] for o in objects}):  # a set's order changes with PYTHONHASHSEED
             found = _matches(objects, **{key: value})
             if len(found) >= 2:
                 options.append((key, value, found))
