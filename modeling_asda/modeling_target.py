@@ -17,7 +17,9 @@ class ASDANoTargetHead(nn.Module):
     """Mean- and max-pooled grid features + sentence feature + mask-logit statistics -> MLP -> one logit.
 
     Max pooling keeps "one place matches the words" visible, which a mean over the grid would dilute; the
-    mask logits' maximum and mean probability say how much the decoder is willing to paint.
+    mask's maximum and mean probability say how much the decoder is willing to paint. Both are probabilities, not
+    logits: a raw logit of -40 would dominate the LayerNorm's statistics and make the head's output the same for
+    every expression whose mask is empty, which is where its verdict is needed most.
     """
 
     def __init__(self, config):
@@ -30,7 +32,7 @@ class ASDANoTargetHead(nn.Module):
     def forward(self, feature_map: torch.Tensor, sentence: torch.Tensor, mask_logits: torch.Tensor) -> torch.Tensor:
         pooled = torch.cat([feature_map.mean(dim=(-2, -1)), feature_map.amax(dim=(-2, -1))], dim=-1)
         mask_logits = mask_logits.flatten(1).float()
-        mask_stats = torch.stack([mask_logits.amax(dim=1), mask_logits.sigmoid().mean(dim=1)], dim=-1)
+        mask_stats = torch.stack([mask_logits.amax(dim=1).sigmoid(), mask_logits.sigmoid().mean(dim=1)], dim=-1)
         features = torch.cat([pooled, sentence, mask_stats.to(pooled.dtype)], dim=-1)
         return self.out(F.gelu(self.hidden(self.norm(features)))).squeeze(-1)
 

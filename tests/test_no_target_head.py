@@ -117,6 +117,21 @@ def test_post_process_empties_absent_targets_and_scores_each_mask():
         processor.post_process_masks(logits, sizes, 0.35, target_logits=torch.zeros(3))
 
 
+def test_head_reads_bounded_mask_statistics_so_an_empty_mask_does_not_fix_its_verdict():
+    from modeling_asda.modeling_target import ASDANoTargetHead
+
+    torch.manual_seed(0)
+    head = ASDANoTargetHead(small_config()).eval()
+    features, sentence = torch.randn(4, 16, 4, 4), torch.randn(4, 16)
+    # Masks so empty that their logits are far below zero: the head must still tell the four samples apart.
+    with torch.no_grad():
+        logits = head(features, sentence, torch.full((4, 1, 8, 8), -60.0))
+    assert float(logits.max() - logits.min()) > 0.05
+    # The same samples with a mask of -60 or -600 everywhere: probabilities are 0 either way, so is the change.
+    with torch.no_grad():
+        assert torch.allclose(logits, head(features, sentence, torch.full((4, 1, 8, 8), -600.0)))
+
+
 _FRESH = r"""
 import json, sys, torch
 from transformers import AutoModel
