@@ -152,15 +152,15 @@ def test_a_refiner_checkpoint_round_trips_through_automodel_in_a_fresh_offline_p
 
 def test_run_ris_trains_the_rest_of_the_model_exactly_as_without_the_refiner(tmp_path):
     """Through the Trainer, with clipping active on every step: the refiner is clipped on its own, so the
-    shared weights end bitwise equal to a run without it."""
+    shared weights end bitwise equal to a run without it, whatever the refiner's learning rate."""
     from safetensors.torch import load_file
     from test_run_ris import TINY_RUN, run_script
 
     common = TINY_RUN + ["--synthetic_num_train", "48", "--num_train_epochs", "1", "--max_grad_norm", "0.05"]
     common += ["--do_train", "--do_eval", "false", "--save_strategy", "no", "--seed", "5"]
     weights = {}
-    for name, width in (("plain", 0), ("refined", 8)):
-        extra = ["--config_overrides", f"mask_refiner_dim={width}"]
+    for name, width, ratio in (("plain", 0, 1), ("refined", 8, 1), ("refined_fast", 8, 3)):
+        extra = ["--config_overrides", f"mask_refiner_dim={width}", "--refiner_lr_ratio", str(ratio)]
         out = tmp_path / name
         run_script(common + extra + ["--output_dir", out])
         weights[name] = load_file(str(out / "model.safetensors"))
@@ -170,8 +170,12 @@ def test_run_ris_trains_the_rest_of_the_model_exactly_as_without_the_refiner(tmp
     assert set(refined) - set(plain) and all(k.startswith("mask_refiner.") for k in set(refined) - set(plain))
     assert len(weights["plain_norms"]) == 6 and min(weights["plain_norms"]) > 0.05  # every step was clipped
     assert weights["refined_norms"] == weights["plain_norms"]
-    different = [key for key, value in plain.items() if not torch.equal(value, refined[key])]
-    assert not different, different[:5]
+    for refined in (weights["refined"], weights["refined_fast"]):
+        different = [key for key, value in plain.items() if not torch.equal(value, refined[key])]
+        assert not different, different[:5]
+    assert weights["refined_fast_norms"] == weights["plain_norms"]
+    refiner_keys = [key for key in weights["refined"] if key.startswith("mask_refiner.")]
+    assert any(not torch.equal(weights["refined"][key], weights["refined_fast"][key]) for key in refiner_keys)
 
 
 def test_a_checkpoint_without_refiner_loads_with_a_fresh_one_and_a_refiner_checkpoint_loads_exactly(tmp_path):

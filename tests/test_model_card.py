@@ -188,3 +188,8 @@ def test_example_cards_in_model_cards_validate():
         for result in card.data.eval_results:  # model-index values = the card's own results table
             metric = {"miou": "mIoU", "oiou": "oIoU"}[result.metric_type]
             assert float(cells[f"{result.dataset_split} {metric}"]) == result.metric_value
+
+
+def test_card_names_the_refiner_learning_rate_ratio_when_it_is_not_one(model, tmp_path):
+    text = (write(model, tmp_path, extra=["--refiner_lr_ratio", "3"]) / "README.md").read_text()
+    assert "| learning rate | 0.001 (CLIP encoders x1.0, mask refiner x3.0) |" in text

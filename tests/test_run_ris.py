@@ -230,7 +230,12 @@ def test_tiny_from_scratch_takes_its_recipe_only_where_nothing_was_given():
     assert training_args.lr_schedule == "hf" and training_args.lr_scheduler_type == SchedulerType.COSINE
     assert training_args.weight_decay == 0.01 and training_args.per_device_train_batch_size == 16
     assert training_args.get_warmup_steps(200) == 10 and data_args.hflip_prob == 0.5
+    assert training_args.refiner_lr_ratio == 3.0
     assert set(changed) == set(TINY_FROM_SCRATCH) - {"learning_rate"}
+    # The recipe is the demo run's: the same values as its JSON file.
+    with open(os.path.join(REPO, "configs", "demo_synthetic.json")) as handle:
+        demo = json.load(handle)
+    assert {key: demo.get(key) for key in TINY_FROM_SCRATCH} == TINY_FROM_SCRATCH
 
     # From CLIP weights (or the vit_b16 preset) the paper's recipe stays.
     for extra in (["--clip_model_name_or_path", "openai/clip-vit-base-patch16"], ["--config_preset", "vit_b16"]):
@@ -248,20 +253,24 @@ def test_multistep_schedule_matches_the_paper_milestones():
     )
 
 
-def test_encoder_parameter_groups_use_the_lr_ratio(tmp_path):
+def test_encoder_and_refiner_parameter_groups_use_their_lr_ratios(tmp_path):
     from modeling_asda import ASDAConfig, ASDAForReferringSegmentation
     from modeling_asda.training.arguments import RISTrainingArguments
     from modeling_asda.training.trainer import RISTrainer
 
     model = ASDAForReferringSegmentation(ASDAConfig.tiny())
-    args = RISTrainingArguments(output_dir=str(tmp_path), learning_rate=1e-4, encoder_lr_ratio=0.1, weight_decay=0.01)
+    assert model.config.mask_refiner_dim > 0
+    args = RISTrainingArguments(
+        output_dir=str(tmp_path), learning_rate=1e-4, encoder_lr_ratio=0.1, refiner_lr_ratio=3.0, weight_decay=0.01
+    )
     trainer = RISTrainer(model=model, args=args)
     optimizer = trainer.create_optimizer()
     lr_of = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
     decay_of = {id(p): group["weight_decay"] for group in optimizer.param_groups for p in group["params"]}
     for name, param in model.named_parameters():
         encoder = name.startswith(("text_model.", "vision_model."))
-        assert lr_of[id(param)] == pytest.approx(1e-5 if encoder else 1e-4), name
+        refiner = name.startswith("mask_refiner.")
+        assert lr_of[id(param)] == pytest.approx(1e-5 if encoder else 3e-4 if refiner else 1e-4), name
     assert decay_of[id(model.aligner.decoder.proj.weight)] == 0.01
     assert decay_of[id(model.aligner.decoder.proj.bias)] == 0.0
     assert sum(len(g["params"]) for g in optimizer.param_groups) == len(list(model.parameters()))

@@ -105,6 +105,12 @@ def _warmup(steps) -> str:
     return f"warmup {steps:.0%} of the steps" if steps < 1 else f"{int(steps)} warmup steps"
 
 
+def _lr_ratios(training_args) -> str:
+    text = f"CLIP encoders x{getattr(training_args, 'encoder_lr_ratio', 1.0)}"
+    refiner = getattr(training_args, "refiner_lr_ratio", 1.0)
+    return text + (f", mask refiner x{refiner}" if refiner != 1.0 else "")
+
+
 def _recipe(model_args, data_args, training_args) -> list[tuple[str, str]]:
     a = training_args
     schedule = (
@@ -125,7 +131,7 @@ def _recipe(model_args, data_args, training_args) -> list[tuple[str, str]]:
             model_args.clip_model_name_or_path or model_args.model_name_or_path or _preset_init(model_args),
         ),
         ("optimizer", f"{getattr(a.optim, 'value', a.optim)}, weight decay {a.weight_decay}"),
-        ("learning rate", f"{a.learning_rate:g} (CLIP encoders x{getattr(a, 'encoder_lr_ratio', 1.0)})"),
+        ("learning rate", f"{a.learning_rate:g} ({_lr_ratios(a)})"),
         ("schedule", schedule),
         (
             "epochs",

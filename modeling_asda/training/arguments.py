@@ -126,6 +126,13 @@ class RISTrainingArguments(TrainingArguments):
     encoder_lr_ratio: float = field(
         default=1.0, metadata={"help": "lr multiplier of the CLIP encoders (published code: 0.1)."}
     )
+    refiner_lr_ratio: float = field(
+        default=1.0,
+        metadata={
+            "help": "lr multiplier of the mask refiner (models with mask_refiner_dim > 0). It learns from detached "
+            "inputs that only settle late in training, so it needs larger steps than the rest (tiny preset: 3)."
+        },
+    )
     scale_lr: bool = field(
         default=False,
         metadata={"help": "Published code: learning_rate is per 16 images, scaled by the total batch / 16."},

@@ -15,6 +15,7 @@ from .parallelism import ParallelismCallback, check_parallelism, own_class, prom
 logger = logging.getLogger(__name__)
 
 ENCODER_PREFIXES = ("text_model.", "vision_model.")
+REFINER_PREFIX = "mask_refiner."
 
 
 def multistep_factor(step: int, milestones: list[int], rate: float) -> float:
@@ -107,7 +108,8 @@ class SelectionStatistics:
 class RISTrainer(Trainer):
     """Adds to `Trainer`:
 
-    - parameter groups with the CLIP encoders at `learning_rate * encoder_lr_ratio` (published code: 0.1);
+    - parameter groups with the CLIP encoders at `learning_rate * encoder_lr_ratio` (published code: 0.1) and
+      the mask refiner at `learning_rate * refiner_lr_ratio`;
     - the paper's multi-step schedule (x`lr_decay_rate` at each epoch of `lr_milestones`);
     - selection health in every training log: each candidate layer's share of the samples since the last log
       and the mean normalised entropy of the selection probabilities (adaptive selection only);
@@ -202,18 +204,28 @@ class RISTrainer(Trainer):
             return self.optimizer
         opt_model = self.model if model is None else model
         decay = set(self.get_decay_parameter_names(opt_model))
-        ratio = getattr(self.args, "encoder_lr_ratio", 1.0)
+        ratios = {
+            "encoder": getattr(self.args, "encoder_lr_ratio", 1.0),
+            "refiner": getattr(self.args, "refiner_lr_ratio", 1.0),
+            "rest": 1.0,
+        }
         groups = {}
         for name, param in opt_model.named_parameters():
             if not param.requires_grad:
                 continue
-            encoder = name.startswith(ENCODER_PREFIXES)
-            key = (encoder, name in decay)
+            part = (
+                "encoder"
+                if name.startswith(ENCODER_PREFIXES)
+                else "refiner"
+                if name.startswith(REFINER_PREFIX)
+                else "rest"
+            )
+            key = (part, name in decay)
             if key not in groups:
                 groups[key] = {
                     "params": [],
                     "weight_decay": self.args.weight_decay if key[1] else 0.0,
-                    "lr": self.args.learning_rate * (ratio if encoder else 1.0),
+                    "lr": self.args.learning_rate * ratios[part],
                 }
             groups[key]["params"].append(param)
         optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
