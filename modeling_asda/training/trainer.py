@@ -213,13 +213,8 @@ class RISTrainer(Trainer):
         for name, param in opt_model.named_parameters():
             if not param.requires_grad:
                 continue
-            part = (
-                "encoder"
-                if name.startswith(ENCODER_PREFIXES)
-                else "refiner"
-                if name.startswith(REFINER_PREFIX)
-                else "rest"
-            )
+            part = "encoder" if name.startswith(ENCODER_PREFIXES) else "rest"
+            part = "refiner" if name.startswith(REFINER_PREFIX) else part
             key = (part, name in decay)
             if key not in groups:
                 groups[key] = {
