@@ -15,6 +15,7 @@ from modeling_asda.evaluation.expression_types import (
     WITHOUT_SHAPE,
     format_by_type_table,
     metrics_by_expression_type,
+    unlearned_word_types,
 )
 from modeling_asda.evaluation.refer_baselines import (
     annotations_by_image,
@@ -110,6 +111,26 @@ def test_metrics_by_expression_type_group_the_samples_by_their_words():
     assert "| relation | 1 | 90.00 | 100.00 | 0.00 |" in table
     with pytest.raises(ValueError, match="sentences"):
         metrics_by_expression_type(sentences[:2], intersections, unions)
+
+
+def test_position_and_relation_words_scoring_like_a_random_object_are_flagged():
+    from modeling_asda.training.experiment import _unlearned_words_warnings
+
+    sentences = ["the circle on the left", "the star above the square", "the red one", "the big star"]
+    # A run that learned attributes only: its position and relation expressions land on the wrong object.
+    failed = metrics_by_expression_type(sentences, [4, 3, 10, 9], [10, 10, 10, 10])
+    grounded = metrics_by_expression_type(sentences, [9, 8, 10, 9], [10, 10, 10, 10])
+    blind = {"val": 0.20, "test": 0.30}
+    assert unlearned_word_types({"test": failed}, blind) == {"test": ["position", "relation"]}
+    assert unlearned_word_types({"test": grounded}, blind) == {}
+    # Against 0.20 the cut is 0.35: position (0.40) passes, relation (0.30) does not.
+    assert unlearned_word_types({"val": failed, "test": grounded}, blind) == {"val": ["relation"]}
+    assert unlearned_word_types({"other": failed}, blind) == {}  # no language-blind number for that split
+    lines = _unlearned_words_warnings({"test": failed}, {"test": {"mIoU": 0.30}})
+    assert len(lines) == 1 and lines[0].startswith("test: position 40.0, relation 30.0 mIoU")
+    assert "random object of the scene (30.0)" in lines[0]
+    assert _unlearned_words_warnings({"test": grounded}, {"test": {"mIoU": 0.30}}) == []
+    assert _unlearned_words_warnings({"test": failed}, {}) == []  # no baseline computed: nothing to compare with
 
 
 # ------------------------------------------------------------------------------- REFER shapes generator

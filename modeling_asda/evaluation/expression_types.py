@@ -70,3 +70,21 @@ def format_by_type_table(by_split: dict) -> str:
             cells += [f"{100 * metrics[c]:.2f}" if metrics else "-" for c in COLUMNS]
         lines.append(f"| {group} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def unlearned_word_types(by_split: dict, blind_miou: dict, margin: float = 0.15, groups=("position", "relation")):
+    """{split: [groups]} whose mIoU is within `margin` of a language-blind answer's mIoU on that split.
+
+    A run can learn colours and shapes and never the position or relation words (its selection settles before
+    they matter); those rows then score like a random object of the scene while the overall number still looks
+    like progress. `blind_miou` is {split: mIoU of the language-blind baseline}; splits without one are skipped.
+    """
+    flagged = {}
+    for split, groups_of_split in by_split.items():
+        blind = blind_miou.get(split)
+        if blind is None:
+            continue
+        names = [g for g in groups if g in groups_of_split and groups_of_split[g]["mIoU"] < blind + margin]
+        if names:
+            flagged[split] = names
+    return flagged

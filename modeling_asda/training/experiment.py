@@ -13,7 +13,7 @@ from ..configuration_asda import ASDAConfig
 from ..data.loading import load_referring_dataset
 from ..data.refer import find_refer_files, is_refer_folder
 from ..data.transforms import AugmentationConfig, RISTransform, collate_ris
-from ..evaluation.expression_types import format_by_type_table, metrics_by_expression_type
+from ..evaluation.expression_types import format_by_type_table, metrics_by_expression_type, unlearned_word_types
 from ..evaluation.inference import load_checkpoint
 from ..evaluation.metrics import (
     GENERALIZED_KEYS,
@@ -311,6 +311,19 @@ def grefcoco_instances(data_args):
     return find_grefcoco_files(detected.path, data_args.split_by)[1]
 
 
+def _unlearned_words_warnings(by_type, random_object: dict) -> list[str]:
+    """One line per split whose position / relation expressions score like a random object of the scene."""
+    blind = {split: metrics["mIoU"] for split, metrics in random_object.items()}
+    lines = []
+    for split, groups in unlearned_word_types(by_type or {}, blind).items():
+        scores = ", ".join(f"{group} {100 * by_type[split][group]['mIoU']:.1f}" for group in groups)
+        lines.append(
+            f"{split}: {scores} mIoU, less than 15 points above a random object of the scene ({100 * blind[split]:.1f}): "
+            "the run did not learn these words. A longer run or another --seed usually does (README, 'The demo run')."
+        )
+    return lines
+
+
 def finish_run(
     trainer,
     model_args,
@@ -327,6 +340,7 @@ def finish_run(
     """Print the paper-style table (with baselines on synthetic data), write results.md and the model card."""
     output_dir = training_args.output_dir
     from ..evaluation.baselines import (
+        RANDOM_OBJECT,
         annotation_baselines,
         is_generalized,
         language_blind_baselines,
@@ -373,10 +387,13 @@ def finish_run(
     type_table = format_by_type_table(by_type) if by_type else ""
     if type_table:
         summary["by_expression_type"] = type_table
+    alerts = _unlearned_words_warnings(by_type, rows.get(RANDOM_OBJECT, {}))
     if table:
         print("\n" + table + "\n")
     if type_table:
         print("By expression type (values x100):\n\n" + type_table + "\n")
+    for alert in alerts:
+        print("WARNING: " + alert)
     print(
         f"Total wall time {wall_seconds / 60:.1f} min (training {summary['train_runtime'] or 0:.0f} s) on "
         f"{summary['machine']}."
@@ -388,6 +405,8 @@ def finish_run(
         )
         if type_table:
             handle.write(f"\n## By expression type\n\n{type_table}\n")
+        if alerts:
+            handle.write("\n## Warnings\n\n" + "".join(f"- {alert}\n" for alert in alerts))
     if by_type:
         with open(os.path.join(output_dir, "by_expression_type.json"), "w") as handle:
             json.dump(by_type, handle, indent=2)
