@@ -73,10 +73,10 @@ def format_by_type_table(by_split: dict) -> str:
 
 
 def unlearned_word_types(by_split: dict, blind_miou: dict, margin: float = 0.15, groups=("position", "relation")):
-    """{split: [groups]} whose mIoU is within `margin` of a language-blind answer's mIoU on that split.
+    """{split: [groups]} whose mIoU is less than `margin` above a language-blind answer's mIoU on that split.
 
-    A run can learn colours and shapes and never the position or relation words (its selection settles before
-    they matter); those rows then score like a random object of the scene while the overall number still looks
+    A run can learn colours and shapes and never the position or relation words (a demo run did, with one
+    thread); those rows then score like a random object of the scene while the overall number still looks
     like progress. `blind_miou` is {split: mIoU of the language-blind baseline}; splits without one are skipped.
     """
     flagged = {}
