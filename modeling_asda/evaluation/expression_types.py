@@ -72,7 +72,13 @@ def format_by_type_table(by_split: dict) -> str:
     return "\n".join(lines)
 
 
-def unlearned_word_types(by_split: dict, blind_miou: dict, margin: float = 0.15, groups=("position", "relation")):
+# How far above a language-blind answer position / relation expressions must score to count as learned.
+UNLEARNED_MARGIN = 0.15
+
+
+def unlearned_word_types(
+    by_split: dict, blind_miou: dict, margin: float = UNLEARNED_MARGIN, groups=("position", "relation")
+):
     """{split: [groups]} whose mIoU is less than `margin` above a language-blind answer's mIoU on that split.
 
     A run can learn colours and shapes and never the position or relation words (a demo run did, with one

@@ -13,7 +13,12 @@ from ..configuration_asda import ASDAConfig
 from ..data.loading import load_referring_dataset
 from ..data.refer import find_refer_files, is_refer_folder
 from ..data.transforms import AugmentationConfig, RISTransform, collate_ris
-from ..evaluation.expression_types import format_by_type_table, metrics_by_expression_type, unlearned_word_types
+from ..evaluation.expression_types import (
+    UNLEARNED_MARGIN,
+    format_by_type_table,
+    metrics_by_expression_type,
+    unlearned_word_types,
+)
 from ..evaluation.inference import load_checkpoint
 from ..evaluation.metrics import (
     GENERALIZED_KEYS,
@@ -318,7 +323,8 @@ def _unlearned_words_warnings(by_type, random_object: dict) -> list[str]:
     for split, groups in unlearned_word_types(by_type or {}, blind).items():
         scores = ", ".join(f"{group} {100 * by_type[split][group]['mIoU']:.1f}" for group in groups)
         lines.append(
-            f"{split}: {scores} mIoU, less than 15 points above a random object of the scene ({100 * blind[split]:.1f}): "
+            f"{split}: {scores} mIoU, less than {100 * UNLEARNED_MARGIN:.0f} points above a random object of the scene "
+            f"({100 * blind[split]:.1f}): "
             "the run did not learn these words. A longer run or another --seed usually does (README, 'The demo run')."
         )
     return lines
