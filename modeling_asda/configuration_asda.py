@@ -134,10 +134,6 @@ class ASDAConfig(PretrainedConfig):
             CLIP's (random, std 0.02); a positive value uses a 2-D sine-cosine table over the patch grid
             times this value. Trained from scratch, the random table leaves "left"/"top" and relations
             unlearnable for thousands of steps; loading CLIP or ASDA weights overwrites the table either way.
-        vision_conv_stem_dim (`int`, defaults to 0):
-            Channels of a small convolutional branch added to the ViT's linear patch embedding
-            (`ASDAConvPatchStem`: two convolutions at a quarter of the input resolution, pooled over each patch).
-            0 (the paper's model) has none. It needs a patch size divisible by 4.
     """
 
     model_type = "asda"
@@ -202,7 +198,6 @@ class ASDAConfig(PretrainedConfig):
         no_target_loss_weight=1.0,
         initializer_range=0.02,
         vision_position_init_scale=0.0,
-        vision_conv_stem_dim=0,
         **kwargs,
     ):
         if text_config is None:
@@ -264,7 +259,6 @@ class ASDAConfig(PretrainedConfig):
         self.no_target_loss_weight = float(no_target_loss_weight)
         self.initializer_range = initializer_range
         self.vision_position_init_scale = float(vision_position_init_scale)
-        self.vision_conv_stem_dim = int(vision_conv_stem_dim)
         super().__init__(**kwargs)
         self._validate()
 
@@ -346,13 +340,6 @@ class ASDAConfig(PretrainedConfig):
             raise ValueError(
                 f"ASDAConfig.vision_position_init_scale > 0 needs a vision width divisible by 4 (2-D sine-cosine "
                 f"table); vision_config.hidden_size is {self.vision_config.hidden_size}."
-            )
-        if self.vision_conv_stem_dim < 0:
-            raise ValueError(f"ASDAConfig.vision_conv_stem_dim={self.vision_conv_stem_dim} must be >= 0 (0: no stem).")
-        if self.vision_conv_stem_dim and self.vision_config.patch_size % 4 != 0:
-            raise ValueError(
-                f"ASDAConfig.vision_conv_stem_dim > 0 pools quarter-resolution features over each patch, so the patch "
-                f"size must be divisible by 4; vision_config.patch_size is {self.vision_config.patch_size}."
             )
 
     @classmethod

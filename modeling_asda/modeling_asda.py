@@ -26,7 +26,7 @@ from .modeling_fusion import (
     ASDAScaleWiseAggregator,
     ASDASentenceVisualFusion,
 )
-from .modeling_layers import ASDAConvPatchStem, ASDAPositionMixin, sine_position_encoding, tokens_to_grid
+from .modeling_layers import ASDAPositionMixin, sine_position_encoding, tokens_to_grid
 from .modeling_loss import asda_mask_loss
 from .modeling_refiner import ASDAMaskRefiner
 from .modeling_selection import ASDAAdaptiveFeatureSelection, ASDASelectionOutput
@@ -113,22 +113,17 @@ class ASDAPreTrainedModel(PreTrainedModel):
 
     @torch.no_grad()
     def initialize_weights(self):
-        # The optional modules (the vision stem, the mask refiner) are initialised last, after the coefficient
-        # re-initialisation below, so that every other weight draws the same random numbers as in a model without them.
-        optional = {name: self._modules.pop(name, None) for name in _LATE_INITIALISED}
+        # The mask refiner is initialised last, after the coefficient re-initialisation below, so that every other
+        # weight draws the same random numbers as in a model without it.
+        refiner = self._modules.pop("mask_refiner", None)
         try:
             self._initialize_without_refiner()
         finally:
-            for name, module in optional.items():
-                if module is not None:
-                    self._modules[name] = module
-        for name, module in optional.items():
-            if module is None:
-                continue
-            # The stem draws on a forked RNG, so the refiner starts as it would without it.
-            with torch.random.fork_rng(devices=[], enabled=name == "vision_stem"):
-                with hf_init.guard_torch_init_functions():  # weights loaded from a checkpoint stay as loaded
-                    module.smart_apply(self._initialize_weights, self.is_custom_code())
+            if refiner is not None:
+                self._modules["mask_refiner"] = refiner
+        if refiner is not None:
+            with hf_init.guard_torch_init_functions():  # weights loaded from a checkpoint stay as loaded
+                refiner.smart_apply(self._initialize_weights, self.is_custom_code())
 
     def _initialize_without_refiner(self):
         super().initialize_weights()
@@ -161,10 +156,6 @@ class ASDAPreTrainedModel(PreTrainedModel):
             nn.init.trunc_normal_(module.weight, std=std)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
-        elif isinstance(module, (nn.Conv1d, nn.Conv2d)) and hasattr(module, "init_std"):  # set by its owner
-            nn.init.normal_(module.weight, std=module.init_std)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
         elif isinstance(module, (nn.Conv1d, nn.Conv2d)):
             nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
             if module.bias is not None:
@@ -175,7 +166,7 @@ class ASDAPreTrainedModel(PreTrainedModel):
             nn.init.normal_(module.weight, std=math.sqrt(2.0 / (module.in_channels * taps)))
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
-        elif isinstance(module, (nn.BatchNorm2d, nn.LayerNorm, nn.GroupNorm)):
+        elif isinstance(module, (nn.BatchNorm2d, nn.LayerNorm)):
             nn.init.ones_(module.weight)
             nn.init.zeros_(module.bias)
             if isinstance(module, nn.BatchNorm2d):
@@ -218,9 +209,6 @@ def resize_position_embeddings(table: torch.Tensor, grid_size: int) -> torch.Ten
     return torch.cat([class_row, grid], dim=0)
 
 
-_LATE_INITIALISED = ("vision_stem", "mask_refiner")
-
-
 class ASDAForReferringSegmentation(ASDAPreTrainedModel):
     def __init__(self, config: ASDAConfig):
         super().__init__(config)
@@ -230,12 +218,6 @@ class ASDAForReferringSegmentation(ASDAPreTrainedModel):
         self.vision_model = CLIPVisionModel._from_config(config.vision_config)
         # Only per-layer hidden states are used; the pooled-CLS norm would be a dead parameter.
         del self.vision_model.post_layernorm
-        if config.vision_conv_stem_dim:
-            # Built on a forked RNG and initialised last, like the refiner: the rest starts as it would without it.
-            with torch.random.fork_rng(devices=[]):
-                self.vision_stem = ASDAConvPatchStem(
-                    config.vision_conv_stem_dim, vision_dim, config.vision_config.patch_size
-                )
         self.text_projection = nn.Linear(config.text_config.hidden_size, dim, bias=False)
 
         self.fusion = ASDASentenceVisualFusion(vision_dim, dim)
@@ -334,12 +316,7 @@ class ASDAForReferringSegmentation(ASDAPreTrainedModel):
     def _vision_hidden_states(self, pixel_values: torch.Tensor) -> list[torch.Tensor]:
         """[embeddings, layer 1, ..., layer N]: each (B, 1 + grid^2, D_v), class token first."""
         vision = self.vision_model
-        embeddings = vision.embeddings(pixel_values)
-        stem = getattr(self, "vision_stem", None)
-        if stem is not None:
-            patches = stem(pixel_values.to(embeddings.dtype)).flatten(2).transpose(1, 2)
-            embeddings = embeddings + F.pad(patches, (0, 0, 1, 0))  # nothing added to the class token
-        hidden = vision.pre_layrnorm(embeddings)
+        hidden = vision.pre_layrnorm(vision.embeddings(pixel_values))
         states = [hidden]
         for layer in vision.encoder.layers:
             hidden = layer(hidden, None)  # positional: gradient checkpointing needs the tensor as an arg

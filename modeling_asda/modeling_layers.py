@@ -46,38 +46,6 @@ class ASDAConvNormAct(nn.Sequential):
         return F.leaky_relu_(out, activation.negative_slope)
 
 
-class ASDAConvPatchStem(nn.Module):
-    """A convolutional branch added to the ViT's linear patch embedding: (B, 3, H, W) -> (B, D, H / p, W / p).
-
-    A 4x4 stride-4 convolution and a 3x3 one (GELU after each) find edges and corners; their maps are average-
-    and max-pooled over each patch, so a token reports which local parts lie anywhere in its patch, then
-    normalised over channels and projected to the ViT width. The linear embedding alone is linear in the pixels
-    and not shift-invariant within a patch, and trained from scratch it barely learns shapes (docs/experiments.md).
-    """
-
-    def __init__(self, channels: int, width: int, patch_size: int, output_rms: float = 0.4):
-        super().__init__()
-        self.pool = patch_size // 4
-        self.convs = nn.Sequential(
-            nn.Conv2d(3, channels, 4, stride=4), nn.GELU(), nn.Conv2d(channels, channels, 3, padding=1), nn.GELU()
-        )
-        self.norm = nn.GroupNorm(1, 2 * channels)  # per image: tokens keep their differences in size
-        self.proj = nn.Conv2d(2 * channels, width, 1)
-        # Read by the model's initialisation (`init_std`). The norm makes the branch blind to the scale of the
-        # convolutions, so under Adam they learn at a rate of lr / |w|: they start small (PyTorch's default std,
-        # 0.4x He's), which made shapes come faster in the probe of docs/experiments.md. The projection starts the
-        # branch at `output_rms`, the linear embedding's size, so the run starts as without it, with the position
-        # table dominating the tokens: started at half the table's size, the run learned no position words early.
-        for conv in (self.convs[0], self.convs[2]):
-            conv.init_std = 1 / math.sqrt(3 * conv.weight[0].numel())
-        self.proj.init_std = output_rms / math.sqrt(self.proj.in_channels)
-
-    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        features = self.convs(pixel_values)
-        pooled = torch.cat([F.avg_pool2d(features, self.pool), F.max_pool2d(features, self.pool)], dim=1)
-        return self.proj(self.norm(pooled))
-
-
 class ASDAAttention(nn.Module):
     """Multi-head attention on `F.scaled_dot_product_attention` (flash / memory-efficient kernels when available)."""
 
@@ -224,7 +192,6 @@ def upsample2x_conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
 __all__ = [
     "ASDAAttention",
     "ASDAConvNormAct",
-    "ASDAConvPatchStem",
     "ASDAFeedForward",
     "ASDAPositionMixin",
     "grid_to_tokens",
