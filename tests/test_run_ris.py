@@ -80,10 +80,15 @@ def trained_run(tmp_path_factory):
             "--do_eval",
             "--save_strategy",
             "no",
+            "--plateau_check_step",
+            "5",
+            "--plateau_check_loss",
+            "0.001",  # below any loss of 8 steps: the check must warn
             "--output_dir",
             out,
         ]
     )
+    (out.parent / "stderr.txt").write_text(result.stderr)
     return out, result.stdout
 
 
@@ -134,6 +139,9 @@ def test_run_writes_hub_ready_folder_results_and_table(trained_run):
     machine = f"{cpu_model()} ({torch.backends.cpu.get_cpu_capability()}), torch threads: 1"  # OMP_NUM_THREADS=1
     for text in (stdout, card, (out / "results.md").read_text()):
         assert machine in text, machine
+    # The loss check warned once, at the step asked for, while the run went on to its 8 steps.
+    stderr = (out.parent / "stderr.txt").read_text()
+    assert stderr.count("(--plateau_check_loss)") == 1 and " at step 5 is above 0.001 " in stderr
 
 
 def test_refer_folder_trains_and_evaluates_every_requested_split(tmp_path):

@@ -133,6 +133,51 @@ def test_position_and_relation_words_scoring_like_a_random_object_are_flagged():
     assert _unlearned_words_warnings({"test": failed}, {}) == []  # no baseline computed: nothing to compare with
 
 
+def test_a_run_still_on_the_plateau_at_the_check_step_is_warned_once(caplog):
+    from transformers import TrainerControl, TrainerState
+
+    from modeling_asda.training.trainer import LossPlateauCallback
+
+    def logs_at(callback, entries):
+        state = TrainerState(max_steps=1875)
+        for step, logs in entries:
+            state.global_step = step
+            callback.on_log(None, state, TrainerControl(), logs=logs)
+
+    with caplog.at_level("WARNING", logger="modeling_asda.training.trainer"):
+        # Before the step nothing is checked; an evaluation log (no "loss") at the step is skipped; the first
+        # training loss at or after it decides, once.
+        logs_at(
+            LossPlateauCallback(1000, 1.12),
+            [(950, {"loss": 1.5}), (1000, {"eval_val_mIoU": 0.4}), (1000, {"loss": 1.21}), (1050, {"loss": 1.3})],
+        )
+    warnings = [record.getMessage() for record in caplog.records]
+    assert len(warnings) == 1
+    assert "training loss 1.210 at step 1000 is above 1.12" in warnings[0] and "remaining 875 steps" in warnings[0]
+
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="modeling_asda.training.trainer"):
+        logs_at(LossPlateauCallback(1000, 1.12), [(1000, {"loss": 0.86}), (1050, {"loss": 1.3})])  # checked: fine
+        logs_at(LossPlateauCallback(1000, 1.12), [(1040, {"loss": 1.13})])  # logs every 40 steps: the first after
+        logs_at(LossPlateauCallback(0, 1.12), [(1000, {"loss": 2.0})])  # off
+    assert [record.getMessage()[:41] for record in caplog.records] == ["WARNING: training loss 1.130 at step 1040"]
+
+
+def test_the_plateau_check_needs_a_loss_and_the_demo_sets_it():
+    import json
+    import os
+
+    from modeling_asda.training.arguments import RISTrainingArguments
+
+    with pytest.raises(ValueError, match="--plateau_check_loss"):
+        RISTrainingArguments(output_dir="x", plateau_check_step=1000)
+    assert RISTrainingArguments(output_dir="x").plateau_check_step == 0  # off unless a recipe sets it
+    demo = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "demo_synthetic.json")
+    with open(demo) as handle:
+        values = json.load(handle)
+    assert (values["plateau_check_step"], values["plateau_check_loss"]) == (1000, 1.12)
+
+
 # ------------------------------------------------------------------------------- REFER shapes generator
 @pytest.fixture(scope="module")
 def shapes_data(tmp_path_factory):

@@ -149,10 +149,22 @@ class RISTrainingArguments(TrainingArguments):
         default=0.3, metadata={"help": "Share of the training steps over which the Gumbel noise anneals to 0."}
     )
 
+    plateau_check_step: int = field(
+        default=0,
+        metadata={
+            "help": "With --plateau_check_loss: warn if the training loss logged at this step (or the first log "
+            "after it) is above that value, i.e. the run looks stuck where measured runs never learned position "
+            "and relation words (the demo: 1000 and 1.12). 0 = off. It only warns."
+        },
+    )
+    plateau_check_loss: float = field(default=0.0, metadata={"help": "See --plateau_check_step."})
+
     def __post_init__(self):
         from .parallelism import check_deepspeed_request, check_fsdp_request, default_fsdp_wrapping
 
         check_deepspeed_request(self.deepspeed)  # before the base class imports deepspeed for it
+        if self.plateau_check_step > 0 and self.plateau_check_loss <= 0:
+            raise ValueError("--plateau_check_step needs --plateau_check_loss > 0 (the loss above which to warn)")
         super().__post_init__()
         check_fsdp_request(self)
         default_fsdp_wrapping(self)

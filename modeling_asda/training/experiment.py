@@ -33,7 +33,13 @@ from ..modeling_asda import ASDAForReferringSegmentation
 from ..processing_asda import ASDAProcessor
 from .arguments import parse_config_overrides
 from .tiny_init import load_tiny_init, resolve_tiny_init
-from .trainer import EpochToTransformCallback, RISTrainer, SelectionExplorationCallback, compute_ris_metrics
+from .trainer import (
+    EpochToTransformCallback,
+    LossPlateauCallback,
+    RISTrainer,
+    SelectionExplorationCallback,
+    compute_ris_metrics,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -264,6 +270,8 @@ def make_trainer(model, processor, training_args, splits: Splits):
                 training_args.selection_gumbel_scale, training_args.selection_exploration_fraction
             )
         )
+    if training_args.plateau_check_step > 0:
+        callbacks.append(LossPlateauCallback(training_args.plateau_check_step, training_args.plateau_check_loss))
     return RISTrainer(
         model=model,
         args=training_args,

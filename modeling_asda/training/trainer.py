@@ -69,6 +69,34 @@ class SelectionExplorationCallback(TrainerCallback):
             self._apply(model, 0.0)
 
 
+class LossPlateauCallback(TrainerCallback):
+    """Warns once, at the first logged loss at or after `step`, when the training loss is still above `max_loss`.
+
+    A run can sit on a plateau where it grounds colours and shapes but not position or relation words; with a
+    decaying learning rate it then stays there, and only the evaluation at the end shows it. For a recipe whose
+    runs were measured, the loss at a mid-run step separates those runs from the rest, so the user can stop and
+    rerun with another seed instead of waiting for the end. It only warns: the run continues unchanged.
+    """
+
+    def __init__(self, step: int, max_loss: float):
+        self.step = step
+        self.max_loss = max_loss
+        self.checked = False
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if self.checked or self.step <= 0 or state.global_step < self.step or "loss" not in (logs or {}):
+            return
+        self.checked = True
+        loss = float(logs["loss"])
+        if loss > self.max_loss and state.is_world_process_zero:
+            logger.warning(
+                f"WARNING: training loss {loss:.3f} at step {state.global_step} is above {self.max_loss:g} "
+                f"(--plateau_check_loss): the measured runs of this recipe that were this high here never learned "
+                f"the position and relation words (docs/experiments.md). The run goes on; stopping it and rerunning "
+                f"with another --seed saves the remaining {state.max_steps - state.global_step} steps."
+            )
+
+
 class SelectionStatistics:
     """Running per-candidate choice counts and the summed normalised entropy of the selection probabilities.
 
