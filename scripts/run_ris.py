@@ -19,6 +19,7 @@ import datasets
 import transformers
 from transformers import HfArgumentParser, set_seed
 
+from modeling_asda.data.transforms import collate_ris
 from modeling_asda.training.arguments import DataArguments, ModelArguments, RISTrainingArguments
 from modeling_asda.training.experiment import (
     build_model_and_processor,
@@ -30,6 +31,7 @@ from modeling_asda.training.experiment import (
 )
 from modeling_asda.training.launch import prepare_distributed
 from modeling_asda.training.recipes import apply_preset_defaults, explicit_keys
+from modeling_asda.training.refiner_tail import train_refiner_tail
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +95,8 @@ def main(argv=None):
     if training_args.do_train:
         result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
         train_metrics = dict(result.metrics, train_samples=len(splits.train))
+        if training_args.refiner_tail_steps:
+            train_metrics.update(train_refiner_tail(model, training_args, splits.train, collate_ris))
         trainer.save_model()  # weights, config, code (pipeline included) and processor
         trainer.log_metrics("train", train_metrics)
         trainer.save_metrics("train", train_metrics)

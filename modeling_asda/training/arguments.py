@@ -159,15 +159,36 @@ class RISTrainingArguments(TrainingArguments):
     )
     plateau_check_loss: float = field(default=0.0, metadata={"help": "See --plateau_check_step."})
 
+    refiner_tail_steps: int = field(
+        default=0,
+        metadata={
+            "help": "After training, train only the mask refiner for this many steps on the frozen model's "
+            "eval-mode logits (cosine from learning_rate * refiner_lr_ratio; the demo: 400). 0 = off."
+        },
+    )
+
     def __post_init__(self):
-        from .parallelism import check_deepspeed_request, check_fsdp_request, default_fsdp_wrapping
+        from .parallelism import (
+            check_deepspeed_request,
+            check_fsdp_request,
+            default_fsdp_wrapping,
+            deepspeed_requested,
+            fsdp_requested,
+        )
 
         check_deepspeed_request(self.deepspeed)  # before the base class imports deepspeed for it
         if self.plateau_check_step > 0 and self.plateau_check_loss <= 0:
             raise ValueError("--plateau_check_step needs --plateau_check_loss > 0 (the loss above which to warn)")
+        if self.refiner_tail_steps < 0:
+            raise ValueError(f"--refiner_tail_steps must be >= 0, got {self.refiner_tail_steps}")
         super().__post_init__()
         check_fsdp_request(self)
         default_fsdp_wrapping(self)
+        if self.refiner_tail_steps and (fsdp_requested(self) or deepspeed_requested(self)):
+            raise ValueError(
+                "--refiner_tail_steps is not supported with FSDP or DeepSpeed (it trains a few thousand parameters "
+                "of a frozen model); pass --refiner_tail_steps 0"
+            )
 
     @property
     def milestone_epochs(self) -> list[float]:
