@@ -193,3 +193,13 @@ def test_example_cards_in_model_cards_validate():
 def test_card_names_the_refiner_learning_rate_ratio_when_it_is_not_one(model, tmp_path):
     text = (write(model, tmp_path, extra=["--refiner_lr_ratio", "3"]) / "README.md").read_text()
     assert "| learning rate | 0.001 (CLIP encoders x1.0, mask refiner x3.0) |" in text
+
+
+def test_card_names_the_refiner_only_phase_when_the_run_had_one(model, tmp_path):
+    plain = (write(model, tmp_path / "plain") / "README.md").read_text()
+    assert "after training" not in plain
+    text = (
+        write(model, tmp_path / "tail", extra=["--refiner_lr_ratio", "3", "--refiner_tail_steps", "400"]) / "README.md"
+    ).read_text()
+    row = "| after training | the mask refiner alone for 400 steps on the frozen model's eval-mode logits (cosine from 0.003, no warm-up) |"
+    assert row in text

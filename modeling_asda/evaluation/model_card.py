@@ -145,6 +145,15 @@ def _recipe(model_args, data_args, training_args) -> list[tuple[str, str]]:
         ("precision", "bf16" if a.bf16 else "fp16" if a.fp16 else "fp32"),
         ("seed", str(a.seed)),
     ]
+    tail = getattr(a, "refiner_tail_steps", 0)
+    if tail:
+        rows.append(
+            (
+                "after training",
+                f"the mask refiner alone for {tail} steps on the frozen model's eval-mode logits "
+                f"(cosine from {a.learning_rate * getattr(a, 'refiner_lr_ratio', 1.0):g}, no warm-up)",
+            )
+        )
     return rows
 
 

@@ -171,8 +171,8 @@ class RISTrainingArguments(TrainingArguments):
         from .parallelism import (
             check_deepspeed_request,
             check_fsdp_request,
-            default_fsdp_wrapping,
             deepspeed_requested,
+            default_fsdp_wrapping,
             fsdp_requested,
         )
 
