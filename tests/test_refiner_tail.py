@@ -63,6 +63,7 @@ def test_tail_arguments_start_at_the_refiners_learning_rate_and_decay_without_wa
     assert tail.get_warmup_steps(40) == 0 and tail.lr_scheduler_type == "cosine"
     assert tail.save_strategy == "no" and tail.eval_strategy == "no" and tail.data_seed == 8
     assert tail.refiner_tail_steps == 0 and tail.selection_gumbel_scale == 0 and tail.plateau_check_step == 0
+    assert tail.run_name == f"{tmp_path.name}-refiner-tail"
     assert args.max_steps == -1 and args.learning_rate == 1e-3  # the main run's arguments are untouched
 
 

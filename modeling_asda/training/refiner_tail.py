@@ -11,6 +11,7 @@ launches work as in the main run.
 
 import dataclasses
 import logging
+import os
 
 import torch
 from torch import nn
@@ -50,7 +51,8 @@ class RefinerOnly(nn.Module):
 
 def refiner_tail_arguments(args):
     """The main run's arguments for the tail: `refiner_tail_steps` steps of cosine decay from the refiner's own
-    learning rate, no warm-up, no checkpoints or evaluation, a different shuffle of the same rows."""
+    learning rate, no warm-up, no checkpoints or evaluation, a different shuffle of the same rows, and its own
+    run name for the `report_to` backends."""
     return dataclasses.replace(
         args,
         max_steps=args.refiner_tail_steps,
@@ -69,6 +71,7 @@ def refiner_tail_arguments(args):
         plateau_check_loss=0.0,
         refiner_tail_steps=0,
         data_seed=(args.data_seed if args.data_seed is not None else args.seed) + 1,
+        run_name=f"{args.run_name or os.path.basename(os.path.normpath(args.output_dir or 'asda'))}-refiner-tail",
     )
 
 
