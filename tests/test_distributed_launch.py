@@ -12,6 +12,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from modeling_asda.training.launch import (
     LaunchError,
@@ -212,3 +213,21 @@ def test_machine_0_of_2_without_machine_1_fails(tmp_path):
     assert result.returncode != 0
     assert "1/2 clients joined" in result.stderr or "Machine 0 of 2 failed" in result.stderr
     assert not (out / "model.safetensors").exists()
+
+
+@pytest.mark.slow
+def test_the_refiner_only_phase_runs_data_parallel_and_changes_only_the_refiner(tmp_path):
+    """Two processes on one machine: the phase's second Trainer wraps its own model in DDP next to the first."""
+    from safetensors.torch import load_file
+
+    runs = {}
+    for name, steps in (("plain", "0"), ("tail", "3")):
+        out = tmp_path / name
+        _run(ACCELERATE + ["--cpu", "--num_processes", "2", "--main_process_port", _free_port(), SCRIPT, *TINY,
+                           "--refiner_tail_steps", steps, "--seed", "5", "--output_dir", out])  # fmt: skip
+        assert json.loads((out / "parallelism.json").read_text())["world_size"] == 2
+        runs[name] = (load_file(str(out / "model.safetensors")), json.loads((out / "train_results.json").read_text()))
+    (plain, _), (tail, results) = runs["plain"], runs["tail"]
+    changed = [key for key in plain if not torch.equal(plain[key], tail[key])]
+    assert changed and all(key.startswith("mask_refiner.") for key in changed)
+    assert results["refiner_tail_loss"] > 0
